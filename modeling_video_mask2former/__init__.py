@@ -1,0 +1,34 @@
+"""Video Mask2Former for Hugging Face transformers.
+
+Importing the package registers the model with transformers' Auto classes (in-process); saved folders also carry
+`auto_map` entries so that `from_pretrained(..., trust_remote_code=True)` works without this package.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForUniversalSegmentation
+
+from .configuration_video_mask2former import VideoMask2FormerConfig
+from .modeling_video_mask2former import (
+    VideoMask2FormerForVideoInstanceSegmentation,
+    VideoMask2FormerForVideoInstanceSegmentationOutput,
+    VideoMask2FormerModel,
+    VideoMask2FormerModelOutput,
+    VideoMask2FormerPreTrainedModel,
+)
+
+
+AutoConfig.register(VideoMask2FormerConfig.model_type, VideoMask2FormerConfig, exist_ok=True)
+AutoModel.register(VideoMask2FormerConfig, VideoMask2FormerForVideoInstanceSegmentation, exist_ok=True)
+AutoModelForUniversalSegmentation.register(
+    VideoMask2FormerConfig, VideoMask2FormerForVideoInstanceSegmentation, exist_ok=True
+)
+VideoMask2FormerConfig.register_for_auto_class()
+VideoMask2FormerForVideoInstanceSegmentation.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "VideoMask2FormerConfig",
+    "VideoMask2FormerForVideoInstanceSegmentation",
+    "VideoMask2FormerForVideoInstanceSegmentationOutput",
+    "VideoMask2FormerModel",
+    "VideoMask2FormerModelOutput",
+    "VideoMask2FormerPreTrainedModel",
+]

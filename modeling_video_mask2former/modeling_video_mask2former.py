@@ -1,0 +1,370 @@
+"""Video Mask2Former: the image Mask2Former with the paper's three changes for video instance segmentation.
+
+Everything the paper leaves unchanged is transformers' own image Mask2Former (backbone, pixel decoder, masked-attention
+decoder layers, heads), with the same module tree, so an image checkpoint loads into the video model. The three changes
+of "Mask2Former for Video Instance Segmentation" (Cheng et al., 2021), each one small class below:
+
+1. masked attention over the spatio-temporal memory: each level's features of all `T` frames are flattened time-major
+   into one `(T·h·w, batch, channels)` memory ([`VideoMask2FormerTransformerModule`]), and the attention mask covers
+   the whole tube (`(batch·heads, queries, T·h·w)`, [`VideoMask2FormerMaskPredictor`]);
+2. a position encoding made of a temporal and a spatial sine term ([`VideoMask2FormerSinePositionEmbedding`]);
+3. 3D mask prediction: one query predicts a mask for every frame, `einsum("bqc,btchw->bqthw")`
+   ([`VideoMask2FormerMaskPredictor`]).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from transformers.models.mask2former.modeling_mask2former import (
+    Mask2FormerForUniversalSegmentation,
+    Mask2FormerForUniversalSegmentationOutput,
+    Mask2FormerMaskedAttentionDecoderOutput,
+    Mask2FormerMaskPredictor,
+    Mask2FormerModel,
+    Mask2FormerModelOutput,
+    Mask2FormerPixelLevelModule,
+    Mask2FormerPreTrainedModel,
+    Mask2FormerSinePositionEmbedding,
+    Mask2FormerTransformerModule,
+)
+
+from .configuration_video_mask2former import VideoMask2FormerConfig
+from .loss_video_mask2former import VideoMask2FormerLoss
+
+
+class VideoMask2FormerSinePositionEmbedding(nn.Module):
+    """
+    Change 2: the spatio-temporal position encoding. The spatial term is the image model's normalised 2D sine
+    encoding (`hidden/2` features each for y and x, concatenated); the temporal term uses all `hidden` features with
+    its own frequency schedule `10000^(2⌊i/2⌋/hidden)` on `z = 2π·(t+1)/T`, and is ADDED to the spatial one.
+    """
+
+    def __init__(self, hidden_dim: int, temperature: int = 10000):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.temperature = temperature
+        self.scale = 2 * torch.pi
+        self.spatial = Mask2FormerSinePositionEmbedding(num_position_features=hidden_dim // 2, normalize=True)
+
+    def temporal(self, num_frames: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Temporal sine term of shape `(frames, hidden)`."""
+        z_embed = torch.arange(1, num_frames + 1, dtype=dtype, device=device)
+        z_embed = z_embed / (z_embed[-1:] + 1e-6) * self.scale
+        dim_t = torch.arange(self.hidden_dim, dtype=dtype, device=device)
+        dim_t = self.temperature ** (2 * (dim_t // 2) / self.hidden_dim)
+        pos_z = z_embed[:, None] / dim_t
+        return torch.stack((pos_z[:, 0::2].sin(), pos_z[:, 1::2].cos()), dim=2).flatten(1)
+
+    def forward(self, num_frames: int, height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Position encoding of shape `(1, frames, hidden, height, width)`, shared by every clip of a batch."""
+        spatial = self.spatial(torch.Size((1, self.hidden_dim, height, width)), device, dtype)
+        temporal = self.temporal(num_frames, device, dtype)
+        return spatial[:, None] + temporal[None, :, :, None, None]
+
+
+class VideoMask2FormerMaskPredictor(Mask2FormerMaskPredictor):
+    """
+    Change 3: 3D mask prediction. Each query embedding is dotted with the per-pixel embeddings of every frame, giving
+    one mask logit tube per query. The attention mask for the next layer covers the same tube, resized per frame to the
+    attended level.
+    """
+
+    def forward(
+        self, outputs: Tensor, pixel_embeddings: Tensor, attention_mask_target_size: tuple[int, int] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            outputs (`torch.Tensor` of shape `(queries, batch, hidden)`): normalised decoder states.
+            pixel_embeddings (`torch.Tensor` of shape `(batch, frames, channels, height, width)`): mask features.
+            attention_mask_target_size (`tuple[int, int]`): `(h, w)` of the level the next layer attends to.
+
+        Returns:
+            mask logits of shape `(batch, queries, frames, height, width)` and the boolean attention mask of shape
+            `(batch·heads, queries, frames·h·w)` (True = blocked, batch outermost, time-major).
+        """
+        mask_embeddings = self.mask_embedder(outputs.transpose(0, 1))
+        outputs_mask = torch.einsum("bqc,btchw->bqthw", mask_embeddings, pixel_embeddings)
+
+        batch_size, num_queries, num_frames = outputs_mask.shape[:3]
+        attention_mask = nn.functional.interpolate(
+            outputs_mask.flatten(0, 1), size=attention_mask_target_size, mode="bilinear", align_corners=False
+        ).view(batch_size, num_queries, num_frames, *attention_mask_target_size)
+        attention_mask = attention_mask.sigmoid().flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1)
+        attention_mask = (attention_mask.flatten(0, 1) < 0.5).bool().detach()
+        return outputs_mask, attention_mask
+
+
+class VideoMask2FormerTransformerModule(Mask2FormerTransformerModule):
+    """
+    Change 1: masked attention over the spatio-temporal memory. The image model's decoder runs unchanged; only its
+    memory, position encodings and mask predictor become spatio-temporal.
+    """
+
+    def __init__(self, in_features: int, config: VideoMask2FormerConfig):
+        super().__init__(in_features=in_features, config=config)
+        self.position_embedder = VideoMask2FormerSinePositionEmbedding(config.hidden_dim)
+        self.decoder.mask_predictor = VideoMask2FormerMaskPredictor(
+            hidden_size=config.hidden_dim,
+            num_heads=config.num_attention_heads,
+            mask_feature_size=config.mask_feature_size,
+        )
+
+    def forward(
+        self,
+        multi_scale_features: list[Tensor],
+        mask_features: Tensor,
+        num_frames: int,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> Mask2FormerMaskedAttentionDecoderOutput:
+        """
+        Args:
+            multi_scale_features (`list[torch.Tensor]`): per level (stride 32, 16, 8) features of shape
+                `(batch·frames, channels, h, w)`.
+            mask_features (`torch.Tensor` of shape `(batch·frames, channels, height/4, width/4)`): per-pixel embeddings.
+            num_frames (`int`): frames per clip.
+        """
+        memories, positions, size_list = [], [], []
+        for level, features in enumerate(multi_scale_features):
+            clips, channels, height, width = features.shape
+            batch_size = clips // num_frames
+            size_list.append((height, width))
+            memory = self.input_projections[level](features).flatten(2) + self.level_embed.weight[level][None, :, None]
+            memory = memory.view(batch_size, num_frames, -1, height * width)
+            position = self.position_embedder(num_frames, height, width, features.device, features.dtype)
+            position = position.flatten(3).expand(batch_size, -1, -1, -1)
+            # (batch, frames, channels, h·w) -> (frames·h·w, batch, channels), time-major
+            memories.append(memory.permute(1, 3, 0, 2).flatten(0, 1))
+            positions.append(position.permute(1, 3, 0, 2).flatten(0, 1))
+
+        query_embeddings = self.queries_embedder.weight.unsqueeze(1).repeat(1, batch_size, 1)
+        query_features = self.queries_features.weight.unsqueeze(1).repeat(1, batch_size, 1)
+        pixel_embeddings = mask_features.view(batch_size, num_frames, *mask_features.shape[1:])
+
+        return self.decoder(
+            inputs_embeds=query_features,
+            multi_stage_positional_embeddings=positions,
+            pixel_embeddings=pixel_embeddings,
+            encoder_hidden_states=memories,
+            query_position_embeddings=query_embeddings,
+            feature_size_list=size_list,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+
+
+@dataclass
+class VideoMask2FormerModelOutput(Mask2FormerModelOutput):
+    r"""
+    Outputs of [`VideoMask2FormerModel`]: the fields of [`~transformers.Mask2FormerModelOutput`], with backbone and pixel
+    decoder states per frame `(batch·frames, channels, height, width)` and `masks_queries_logits` one tensor per
+    prediction of shape `(batch, queries, frames, height/4, width/4)`.
+    """
+
+
+@dataclass
+class VideoMask2FormerForVideoInstanceSegmentationOutput(Mask2FormerForUniversalSegmentationOutput):
+    r"""
+    Outputs of [`VideoMask2FormerForVideoInstanceSegmentation`], to pass to the video processor's
+    `post_process_video_instance_segmentation`.
+
+    loss (`torch.Tensor`, *optional*):
+        The weighted training loss, returned when `mask_labels` and `class_labels` are given.
+    class_queries_logits (`torch.Tensor` of shape `(batch, queries, num_labels + 1)`):
+        Class logits of each query; the last class is "no object".
+    masks_queries_logits (`torch.Tensor` of shape `(batch, queries, frames, height/4, width/4)`):
+        Mask logits of each query for every frame, at stride 4 of the padded input.
+    auxiliary_logits (`list[dict[str, torch.Tensor]]`, *optional*):
+        The intermediate predictions, first from the learnable queries before any decoder layer, then after each
+        layer but the last; each a dict with `class_queries_logits` and `masks_queries_logits`.
+    """
+
+
+class VideoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
+    config: VideoMask2FormerConfig
+    config_class = VideoMask2FormerConfig
+    main_input_name = "pixel_values_videos"
+    input_modalities = ("video",)
+
+    def train(self, mode: bool = True):
+        """Switch to training mode; the backbone's batch norms stay frozen, as the original's `FrozenBN`."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+
+def _freeze_batch_norms(module: nn.Module) -> None:
+    """Make every batch norm of `module` a constant affine map (detectron2's `FrozenBN`)."""
+    for submodule in module.modules():
+        if isinstance(submodule, nn.BatchNorm2d):
+            submodule.eval()
+            for parameter in submodule.parameters():
+                parameter.requires_grad_(False)
+
+
+class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
+    """The backbone, pixel decoder and spatio-temporal transformer decoder, without the class head."""
+
+    def __init__(self, config: VideoMask2FormerConfig):
+        # The image model's constructor is skipped: it would build the image transformer module only to replace it.
+        Mask2FormerPreTrainedModel.__init__(self, config)
+        self.pixel_level_module = Mask2FormerPixelLevelModule(config)
+        self.transformer_module = VideoMask2FormerTransformerModule(in_features=config.feature_size, config=config)
+        _freeze_batch_norms(self.pixel_level_module.encoder)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values_videos: Tensor,
+        pixel_mask: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VideoMask2FormerModelOutput:
+        r"""
+        pixel_values_videos (`torch.Tensor` of shape `(batch, frames, 3, height, width)`):
+            Normalised frames, zero-padded to a multiple of 32 (see the video processor). All frames of a video form
+            one clip.
+        pixel_mask (`torch.Tensor` of shape `(batch, frames, height, width)`, *optional*):
+            Accepted for API compatibility and unused: the original model ignores padding as well.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if pixel_values_videos.ndim != 5 or pixel_values_videos.shape[2] != 3:
+            raise ValueError(
+                "pixel_values_videos must have shape (batch, frames, 3, height, width), got "
+                f"{tuple(pixel_values_videos.shape)}"
+            )
+        if not pixel_values_videos.is_floating_point():
+            raise ValueError(f"pixel_values_videos must be a float tensor, got {pixel_values_videos.dtype}")
+        num_frames = pixel_values_videos.shape[1]
+
+        pixel_level_module_output = self.pixel_level_module(
+            pixel_values=pixel_values_videos.flatten(0, 1), output_hidden_states=output_hidden_states
+        )
+        transformer_module_output = self.transformer_module(
+            multi_scale_features=pixel_level_module_output.decoder_hidden_states,
+            mask_features=pixel_level_module_output.decoder_last_hidden_state,
+            num_frames=num_frames,
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+        )
+
+        output = VideoMask2FormerModelOutput(
+            encoder_last_hidden_state=pixel_level_module_output.encoder_last_hidden_state,
+            pixel_decoder_last_hidden_state=pixel_level_module_output.decoder_last_hidden_state,
+            transformer_decoder_last_hidden_state=transformer_module_output.last_hidden_state,
+            encoder_hidden_states=pixel_level_module_output.encoder_hidden_states if output_hidden_states else None,
+            pixel_decoder_hidden_states=(
+                pixel_level_module_output.decoder_hidden_states if output_hidden_states else None
+            ),
+            transformer_decoder_hidden_states=transformer_module_output.hidden_states if output_hidden_states else None,
+            transformer_decoder_intermediate_states=transformer_module_output.intermediate_hidden_states,
+            attentions=transformer_module_output.attentions,
+            masks_queries_logits=transformer_module_output.masks_queries_logits,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class VideoMask2FormerForVideoInstanceSegmentation(VideoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation):
+    """Video Mask2Former with the class head and the video set-prediction loss."""
+
+    def __init__(self, config: VideoMask2FormerConfig):
+        # The image model's constructor is skipped: it would build the image model and loss only to replace them.
+        Mask2FormerPreTrainedModel.__init__(self, config)
+        self.model = VideoMask2FormerModel(config)
+        self.weight_dict: dict[str, float] = {
+            "loss_cross_entropy": config.class_weight,
+            "loss_mask": config.mask_weight,
+            "loss_dice": config.dice_weight,
+        }
+        self.class_predictor = nn.Linear(config.hidden_dim, config.num_labels + 1)
+        self.criterion = VideoMask2FormerLoss(config=config, weight_dict=self.weight_dict)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values_videos: Tensor,
+        mask_labels: list[Tensor] | None = None,
+        class_labels: list[Tensor] | None = None,
+        pixel_mask: Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_auxiliary_logits: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VideoMask2FormerForVideoInstanceSegmentationOutput:
+        r"""
+        pixel_values_videos (`torch.Tensor` of shape `(batch, frames, 3, height, width)`):
+            Normalised frames, zero-padded to a multiple of 32.
+        mask_labels (`list[torch.Tensor]`, *optional*):
+            Per video, the target tracks' masks of shape `(tracks, frames, height, width)` (0/1).
+        class_labels (`list[torch.LongTensor]`, *optional*):
+            Per video, the target tracks' classes of shape `(tracks,)`.
+        pixel_mask (`torch.Tensor`, *optional*):
+            Accepted and unused, as in the original.
+        output_auxiliary_logits (`bool`, *optional*):
+            Return the intermediate predictions. Defaults to `config.output_auxiliary_logits`, and when that is unset
+            to True in training and False at inference (each one costs as much memory as the final mask logits).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.model(
+            pixel_values_videos=pixel_values_videos,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+
+        class_queries_logits = tuple(
+            self.class_predictor(states.transpose(0, 1)) for states in outputs.transformer_decoder_intermediate_states
+        )
+        masks_queries_logits = outputs.masks_queries_logits
+        auxiliary_logits = self.get_auxiliary_logits(class_queries_logits, masks_queries_logits)
+
+        loss = None
+        if mask_labels is not None and class_labels is not None:
+            loss_dict = self.get_loss_dict(
+                masks_queries_logits=masks_queries_logits[-1],
+                class_queries_logits=class_queries_logits[-1],
+                mask_labels=mask_labels,
+                class_labels=class_labels,
+                auxiliary_predictions=auxiliary_logits if self.config.use_auxiliary_loss else None,
+            )
+            loss = self.get_loss(loss_dict)
+
+        if output_auxiliary_logits is None:
+            output_auxiliary_logits = self.config.output_auxiliary_logits
+        if output_auxiliary_logits is None:
+            output_auxiliary_logits = self.training
+
+        output = VideoMask2FormerForVideoInstanceSegmentationOutput(
+            loss=loss,
+            class_queries_logits=class_queries_logits[-1],
+            masks_queries_logits=masks_queries_logits[-1],
+            auxiliary_logits=auxiliary_logits if output_auxiliary_logits else None,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            pixel_decoder_last_hidden_state=outputs.pixel_decoder_last_hidden_state,
+            transformer_decoder_last_hidden_state=outputs.transformer_decoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            pixel_decoder_hidden_states=outputs.pixel_decoder_hidden_states,
+            transformer_decoder_hidden_states=outputs.transformer_decoder_hidden_states,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "VideoMask2FormerForVideoInstanceSegmentation",
+    "VideoMask2FormerForVideoInstanceSegmentationOutput",
+    "VideoMask2FormerModel",
+    "VideoMask2FormerModelOutput",
+    "VideoMask2FormerPreTrainedModel",
+]
