@@ -4,7 +4,7 @@ Importing the package registers the model with transformers' Auto classes (in-pr
 `auto_map` entries so that `from_pretrained(..., trust_remote_code=True)` works without this package.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForUniversalSegmentation
+from transformers import AutoConfig, AutoModel, AutoModelForUniversalSegmentation, AutoVideoProcessor
 
 from .configuration_video_mask2former import VideoMask2FormerConfig
 from .modeling_video_mask2former import (
@@ -14,6 +14,7 @@ from .modeling_video_mask2former import (
     VideoMask2FormerModelOutput,
     VideoMask2FormerPreTrainedModel,
 )
+from .video_processing_video_mask2former import VideoMask2FormerVideoProcessor
 
 
 AutoConfig.register(VideoMask2FormerConfig.model_type, VideoMask2FormerConfig, exist_ok=True)
@@ -23,6 +24,8 @@ AutoModelForUniversalSegmentation.register(
 )
 VideoMask2FormerConfig.register_for_auto_class()
 VideoMask2FormerForVideoInstanceSegmentation.register_for_auto_class("AutoModel")
+AutoVideoProcessor.register(VideoMask2FormerConfig, VideoMask2FormerVideoProcessor, exist_ok=True)
+VideoMask2FormerVideoProcessor.register_for_auto_class("AutoVideoProcessor")
 
 __all__ = [
     "VideoMask2FormerConfig",
@@ -31,4 +34,5 @@ __all__ = [
     "VideoMask2FormerModel",
     "VideoMask2FormerModelOutput",
     "VideoMask2FormerPreTrainedModel",
+    "VideoMask2FormerVideoProcessor",
 ]
