@@ -11,6 +11,7 @@ import sys
 SUBCOMMANDS = {
     "convert": "modeling_video_mask2former.conversion.command",
     "evaluate": "modeling_video_mask2former.evaluation.command",
+    "predict": "modeling_video_mask2former.predict",
 }
 
 
