@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "convert": "modeling_video_mask2former.conversion.command",
     "evaluate": "modeling_video_mask2former.evaluation.command",
     "predict": "modeling_video_mask2former.predict",
+    "infer": "modeling_video_mask2former.evaluation.infer_command",
 }
 
 
