@@ -99,8 +99,11 @@ class VideoMask2FormerHungarianMatcher(Mask2FormerHungarianMatcher):
         pred_masks = sample_point(
             masks_queries_logits, point_coordinates.repeat(masks_queries_logits.shape[0], 1, 1), align_corners=False
         ).flatten(1)
-        cost_mask = pair_wise_sigmoid_cross_entropy_loss(pred_masks, target_masks)
-        cost_dice = pair_wise_dice_loss(pred_masks, target_masks)
+        # as the original, the mask costs are computed in float32 even under mixed precision
+        with torch.autocast(device_type=pred_masks.device.type, enabled=False):
+            pred_masks, target_masks = pred_masks.float(), target_masks.float()
+            cost_mask = pair_wise_sigmoid_cross_entropy_loss(pred_masks, target_masks)
+            cost_dice = pair_wise_dice_loss(pred_masks, target_masks)
         cost_matrix = self.cost_mask * cost_mask + self.cost_class * cost_class + self.cost_dice * cost_dice
         return cost_matrix, cost_mask, cost_dice
 

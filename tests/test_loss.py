@@ -13,7 +13,11 @@ from safetensors.torch import load_file
 from transformers import Mask2FormerForUniversalSegmentation
 
 from modeling_video_mask2former.configuration_video_mask2former import VideoMask2FormerConfig
-from modeling_video_mask2former.loss_video_mask2former import VideoMask2FormerLoss, prepare_video_targets
+from modeling_video_mask2former.loss_video_mask2former import (
+    VideoMask2FormerHungarianMatcher,
+    VideoMask2FormerLoss,
+    prepare_video_targets,
+)
 
 
 FIXTURE = Path(__file__).parent / "fixtures" / "loss" / "loss_case.safetensors"
@@ -196,3 +200,19 @@ def test_prepare_video_targets_pads_bottom_right(case):
     assert mask_labels.shape == (2, 2, 100, 130)
     torch.testing.assert_close(mask_labels[..., :96, :128], case["targets.1.masks"].float(), rtol=0, atol=0)
     assert mask_labels[..., 96:, :].sum() == 0 and mask_labels[..., 128:].sum() == 0
+
+
+def test_matcher_costs_are_float32_under_autocast():
+    matcher = VideoMask2FormerHungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=64)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 2, 8, 8, generator=generator)
+    classes = torch.randn(4, 6, generator=generator)
+    targets = (torch.rand(3, 2, 8, 8, generator=generator) > 0.5).float()
+    labels = torch.tensor([0, 2, 4])
+    torch.manual_seed(0)
+    expected = matcher.compute_costs(logits, classes, targets, labels)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        actual = matcher.compute_costs(logits.bfloat16(), classes.bfloat16(), targets, labels)
+    assert actual[1].dtype == torch.float32 and actual[2].dtype == torch.float32
+    torch.testing.assert_close(actual[1], expected[1], atol=0.05, rtol=0.02)
