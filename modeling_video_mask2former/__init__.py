@@ -14,6 +14,7 @@ from .modeling_video_mask2former import (
     VideoMask2FormerModelOutput,
     VideoMask2FormerPreTrainedModel,
 )
+from .pipeline_video_mask2former import VideoInstanceSegmentationPipeline, register_video_instance_segmentation_pipeline
 from .video_processing_video_mask2former import VideoMask2FormerVideoProcessor
 
 
@@ -26,8 +27,10 @@ VideoMask2FormerConfig.register_for_auto_class()
 VideoMask2FormerForVideoInstanceSegmentation.register_for_auto_class("AutoModel")
 AutoVideoProcessor.register(VideoMask2FormerConfig, VideoMask2FormerVideoProcessor, exist_ok=True)
 VideoMask2FormerVideoProcessor.register_for_auto_class("AutoVideoProcessor")
+register_video_instance_segmentation_pipeline()
 
 __all__ = [
+    "VideoInstanceSegmentationPipeline",
     "VideoMask2FormerConfig",
     "VideoMask2FormerForVideoInstanceSegmentation",
     "VideoMask2FormerForVideoInstanceSegmentationOutput",
