@@ -12,7 +12,12 @@ from transformers.image_utils import ChannelDimension, PILImageResampling, SizeD
 from transformers.processing_utils import VideosKwargs
 from transformers.utils import TensorType
 from transformers.video_processing_utils import BaseVideoProcessor
+from transformers.utils import is_av_available
 from transformers.video_utils import VideoMetadata, is_valid_video_frame, load_video
+
+
+if is_av_available():
+    import av
 
 
 class VideoMask2FormerVideoProcessorKwargs(VideosKwargs, total=False):
@@ -41,6 +46,27 @@ def _read_frame(path: str) -> np.ndarray:
             return np.array(ImageOps.exif_transpose(image).convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"Cannot read {path!r} as an image: a frame directory must hold only frame images.") from error
+
+
+def load_video_file(path: str, sample_indices_fn=None) -> tuple[np.ndarray, VideoMetadata]:
+    """
+    Decodes every frame of a local video file with PyAV, also from containers that do not record their frame count.
+    Returns `(T, H, W, 3)` uint8 RGB frames and their metadata.
+    """
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 0)
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    except (av.FFmpegError, IndexError) as error:
+        raise ValueError(f"Cannot decode {path!r} as a video: {error}") from error
+    if not frames:
+        raise ValueError(f"The video {path!r} holds no frames.")
+    metadata = VideoMetadata(total_num_frames=len(frames), fps=fps, video_backend="pyav")
+    indices = list(sample_indices_fn(metadata=metadata)) if sample_indices_fn is not None else list(range(len(frames)))
+    video = np.stack([frames[index] for index in indices])
+    metadata.update({"height": video.shape[1], "width": video.shape[2], "frames_indices": indices})
+    return video, metadata
 
 
 def load_frame_directory(directory: str, sample_indices_fn=None) -> tuple[np.ndarray, VideoMetadata]:
@@ -137,6 +163,8 @@ class VideoMask2FormerVideoProcessor(BaseVideoProcessor):
             return load_frame_directory(path, sample_indices_fn=sample_indices_fn)
         if not (os.path.isfile(path) or path.startswith(("http://", "https://"))):
             raise FileNotFoundError(f"No video file or frame directory at {path!r}.")
+        if os.path.isfile(path):
+            return load_video_file(path, sample_indices_fn=sample_indices_fn)
         return load_video(path, backend="pyav", sample_indices_fn=sample_indices_fn)
 
     def _decode_and_sample_videos(self, videos, **kwargs):

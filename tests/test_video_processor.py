@@ -120,12 +120,14 @@ def test_frame_directory(processor, e2e, tmp_path):
     assert (metadata.total_num_frames, metadata.height, metadata.width) == (2, 125, 118)
 
 
-def test_video_file(processor, tmp_path):
+# lossless codecs; an MKV written this way records no frame count
+@pytest.mark.parametrize("container_format, codec, pixel_format", [("mov", "png", "rgb24"), ("mkv", "ffv1", "bgr0")])
+def test_video_file(processor, tmp_path, container_format, codec, pixel_format):
     frames = np.random.default_rng(0).integers(0, 256, (3, 37, 53, 3), dtype=np.uint8)
-    path = str(tmp_path / "clip.mov")
+    path = str(tmp_path / f"clip.{container_format}")
     with av.open(path, "w") as container:
-        stream = container.add_stream("png", rate=5)
-        stream.width, stream.height, stream.pix_fmt = 53, 37, "rgb24"
+        stream = container.add_stream(codec, rate=5)
+        stream.width, stream.height, stream.pix_fmt = 53, 37, pixel_format
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
@@ -209,6 +211,11 @@ def test_bad_inputs(processor, tmp_path):
         processor(np.zeros((0, 8, 8, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="no frames"):
         processor([])
+
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video at all")
+    with pytest.raises(ValueError, match="corrupt.mp4"):
+        processor(str(corrupt))
 
     missing = str(tmp_path / "missing.mp4")
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
