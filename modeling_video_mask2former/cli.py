@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "evaluate": "modeling_video_mask2former.evaluation.command",
     "predict": "modeling_video_mask2former.predict",
     "infer": "modeling_video_mask2former.evaluation.infer_command",
+    "train": "modeling_video_mask2former.training.command",
 }
 
 
