@@ -93,7 +93,7 @@ def make_training_clip(
                 f"Video {example['video_id']}: frame {index} is {image.width}×{image.height} but the annotation "
                 f"file gives {width}×{height}."
             )
-        frames.append(torch.from_numpy(transform(np.asarray(image), Image.Resampling.BILINEAR)).permute(2, 0, 1))
+        frames.append(torch.from_numpy(np.array(transform(np.asarray(image), Image.Resampling.BILINEAR))).permute(2, 0, 1))
 
     masks, track_ids, class_labels = [], [], []
     empty = np.zeros((new_height, new_width), dtype=np.uint8)
