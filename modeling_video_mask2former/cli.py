@@ -14,6 +14,8 @@ SUBCOMMANDS = {
     "predict": "modeling_video_mask2former.predict",
     "infer": "modeling_video_mask2former.evaluation.infer_command",
     "train": "modeling_video_mask2former.training.command",
+    "demo": "modeling_video_mask2former.demo",
+    "push": "modeling_video_mask2former.push",
 }
 
 

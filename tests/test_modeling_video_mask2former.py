@@ -237,12 +237,13 @@ def test_image_mask2former_checkpoint_initialises_the_video_model(tmp_path):
         video_out = video_model.model(frame, output_hidden_states=True)
     for image_features, video_features in zip(image_out.encoder_hidden_states, video_out.encoder_hidden_states):
         torch.testing.assert_close(video_features, image_features, atol=0, rtol=0)
+    # the pixel decoder's deformable attention is our faster equivalent of transformers' (rounding differs)
     for image_features, video_features in zip(
         image_out.pixel_decoder_hidden_states, video_out.pixel_decoder_hidden_states
     ):
-        torch.testing.assert_close(video_features, image_features, atol=0, rtol=0)
+        torch.testing.assert_close(video_features, image_features, atol=1e-5, rtol=0)
     torch.testing.assert_close(
-        video_out.pixel_decoder_last_hidden_state, image_out.pixel_decoder_last_hidden_state, atol=0, rtol=0
+        video_out.pixel_decoder_last_hidden_state, image_out.pixel_decoder_last_hidden_state, atol=1e-5, rtol=0
     )
 
 

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 from ..configuration_video_mask2former import VideoMask2FormerConfig
+from ..model_card import conversion_model_card
 from ..modeling_video_mask2former import VideoMask2FormerForVideoInstanceSegmentation
+from ..publishing import save_model_folder
 from ..video_processing_video_mask2former import VideoMask2FormerVideoProcessor
 from .checkpoint import load_original_state_dict
 from .detectron2_config import config_from_detectron2, load_detectron2_config, video_processor_kwargs_from_detectron2
@@ -150,62 +152,11 @@ def convert_model(
 
 
 def _model_card(report: ConversionReport) -> str:
-    preset = report.preset
+    """The card (`model_card.conversion_model_card`), naming a local checkpoint by its file name only."""
     source = report.checkpoint
     if not source.startswith(("http://", "https://")):
-        source = preset.checkpoint_url if preset is not None else Path(source).name
-    if preset is not None:
-        title = f"Video Mask2Former {preset.backbone} (`{preset.name}`)"
-        license_name = "cc-by-nc-4.0"
-        license_text = (
-            "The original model-zoo weights are released by Meta under CC BY-NC 4.0 (non-commercial); this "
-            "conversion keeps that license."
-        )
-        results = f"Reported mask AP of the original model: **{preset.reported_ap}** ({preset.dataset}, MODEL_ZOO.md)."
-        config_name = preset.config
-        if preset.name.startswith("coco"):
-            results += (
-                " This is the COCO image model in the video architecture, the initialisation the original video "
-                "training starts from; for a new label set, load it with `id2label={...}` and "
-                "`ignore_mismatched_sizes=True` (the original also re-initialises the class head)."
-            )
-    else:
-        title = "Video Mask2Former (converted)"
-        license_name = "other"
-        license_text = "The license of the source checkpoint applies."
-        results = "No reported result is recorded for this checkpoint."
-        config_name = "a custom config"
-    config = report.config
-    return f"""---
-license: {license_name}
-library_name: transformers
-tags:
-- video-instance-segmentation
-- mask2former
-- custom_code
----
-
-# {title}
-
-Mask2Former for video instance segmentation ([Cheng et al., 2021](https://arxiv.org/abs/2112.10764)), converted from
-the original detectron2 checkpoint `{source}` ({config_name}) with `video-mask2former convert`.
-
-- backbone: `{config.backbone_config.model_type}`, {config.num_queries} queries, {config.num_labels} classes
-- test-time frame size: shortest edge {config.test_min_size}, longest edge at most {config.test_max_size}
-
-{results}
-
-```python
-from transformers import AutoModel, AutoVideoProcessor
-
-processor = AutoVideoProcessor.from_pretrained("path/to/this/folder", trust_remote_code=True)
-model = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True)
-```
-
-## License
-
-{license_text}
-"""
+        source = report.preset.checkpoint_url if report.preset is not None else Path(source).name
+    return str(conversion_model_card(report.config, source, report.preset))
 
 
 def _ensure_auto_map() -> None:
@@ -260,8 +211,7 @@ def convert_checkpoint(
     staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; the result should look like any new folder
     try:
         print(f"Writing {output_dir}", file=sys.stderr)
-        model.save_pretrained(staging)
-        VideoMask2FormerVideoProcessor(**report.video_processor_kwargs).save_pretrained(staging)
+        save_model_folder(model, VideoMask2FormerVideoProcessor(**report.video_processor_kwargs), staging)
         (staging / "README.md").write_text(_model_card(report), encoding="utf-8")
         if verify:
             _check_round_trip(model, staging)
