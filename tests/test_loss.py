@@ -127,6 +127,7 @@ def test_num_masks(case):
 def _num_masks_worker(rank, world_size, port, queue):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size))
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+    PartialState._reset_state()  # a forked worker inherits the parent's (single-process) state, if it made one
     state = PartialState(backend="gloo", cpu=True)
     class_labels = [torch.zeros(3 + 2 * rank, dtype=torch.long)]
     queue.put(VideoMask2FormerLoss(CONFIG, WEIGHT_DICT).get_num_masks(class_labels, torch.device("cpu")).item())
