@@ -234,8 +234,8 @@ def summary_rows(results: list[dict]) -> list[str]:
             full = by_key.get(("full", r["model"], r["frames"], source))
             if full:
                 ratios.append(
-                    f"time {r['seconds'] / full['seconds']:.2f}x, peak RSS {r['peak_rss_mib'] / full['peak_rss_mib']:.2f}x"
-                    " of full"
+                    f"time {r['seconds'] / full['seconds']:.2f}x, "
+                    f"peak RSS {r['peak_rss_mib'] / full['peak_rss_mib']:.2f}x of full"
                 )
         lines.append(
             f"{r['kind']:<9} {Path(r['model']).stem:<22} {r['frames']:>3} {source:<9} {r['seconds']:>9.2f} "
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overlap", type=int, default=2)
     parser.add_argument("--baseline-rev", help="also run the video configurations with the package at this revision")
     parser.add_argument(
-        "--wait-idle", type=float, default=0, help="wait up to this many seconds for idle CPUs before each configuration"
+        "--wait-idle", type=float, default=0, help="wait up to this many seconds for idle CPUs before each run"
     )
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)

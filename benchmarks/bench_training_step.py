@@ -103,8 +103,8 @@ def summary_rows(results: list[dict]) -> list[str]:
                 f"{baseline['peak_rss_mib'] / r['peak_rss_mib']:.2f}x less peak RSS than baseline"
             )
         lines.append(
-            f"{Path(r['model']).stem:<22} {r.get('source', 'current'):<9} {r['seconds']:>7.2f} {r['cpu_seconds']:>7.1f} "
-            f"{r['others_cpu_seconds']:>6.1f} {r['peak_rss_mib']:>12.0f} {stages:<42} {ratio}"
+            f"{Path(r['model']).stem:<22} {r.get('source', 'current'):<9} {r['seconds']:>7.2f} "
+            f"{r['cpu_seconds']:>7.1f} {r['others_cpu_seconds']:>6.1f} {r['peak_rss_mib']:>12.0f} {stages:<42} {ratio}"
         )
     return lines
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--baseline-rev", help="also run with the package at this git revision, interleaved")
     parser.add_argument(
-        "--wait-idle", type=float, default=0, help="wait up to this many seconds for idle CPUs before each configuration"
+        "--wait-idle", type=float, default=0, help="wait up to this many seconds for idle CPUs before each run"
     )
     parser.add_argument("--output", help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)

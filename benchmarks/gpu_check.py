@@ -5,20 +5,25 @@ through the video processor, the model and the post-processing of the top-10 tra
 `torch.autocast(dtype=torch.bfloat16)`: median time of `--repeats` runs after a warm-up, and peak device memory. Then
 every fp32 track must be found in the bf16 top-k with the same query and label (`--min-agreement` of them), with a
 mask IoU of at least `--min-iou` on average (`--min-track-iou` for each). It also times the pixel decoder's deformable
-attention, the `embedding_bag` version against transformers' `grid_sample` one, at the size of a 16-frame clip. The
-script exits with status 1 when a check fails. It takes about a minute on one GPU.
+attention, the `embedding_bag` version against transformers' `grid_sample` one, at the size of a 16-frame clip, and
+checks parity on the device: the tiny reference models, converted from their original checkpoints in `tests/fixtures`,
+must give the original's class and mask logits within the CPU tolerances (1e-4 and 5e-4) in float32 with TF32 off;
+the differences with PyTorch's default TF32 convolutions are reported too. The script exits with status 1 when a
+check fails. It takes about a minute on one GPU.
 
     python benchmarks/gpu_check.py --output gpu_check.json
     python benchmarks/gpu_check.py --device cpu --dry-run   # a tiny model on CPU: exercises the script itself
 """
 
 import argparse
+import itertools
 import statistics
 import sys
 
 import torch
 from common import (
     DEFAULT_MODELS,
+    REPO,
     build_video_model,
     describe,
     environment,
@@ -66,7 +71,10 @@ def run_precision(model, processor, frames, target_size, device, bfloat16: bool,
 
     def run():
         inputs = processor(videos=[frames], return_tensors="pt")
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16),
+        ):
             outputs = model(inputs["pixel_values_videos"].to(device))
         (tracks,) = processor.post_process_video_instance_segmentation(
             outputs, target_sizes=[target_size], resized_sizes=inputs["resized_sizes"]
@@ -76,7 +84,11 @@ def run_precision(model, processor, frames, target_size, device, bfloat16: bool,
     runs, tracks = timed(run, repeats, synchronize)
     seconds = statistics.median(run["wall"] for run in runs)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mib()
-    return {"seconds": seconds, "frames_per_second": len(frames) / seconds, "peak_memory_mib": peak}, tracks
+    return {
+        "seconds": seconds,
+        "frames_per_second": len(frames) / seconds,
+        "peak_memory_mib": peak,
+    }, tracks
 
 
 def compare_tracks(reference: list[dict], candidate: list[dict]) -> dict:
@@ -98,9 +110,13 @@ def compare_tracks(reference: list[dict], candidate: list[dict]) -> dict:
 
 def compare_deformable_attention(device: torch.device, batch_size: int, shapes: list[tuple[int, int]]) -> dict:
     """Times both deformable attention implementations (median of 5 calls) and their largest difference."""
-    from transformers.models.mask2former.modeling_mask2former import multi_scale_deformable_attention as reference
+    from transformers.models.mask2former.modeling_mask2former import (
+        multi_scale_deformable_attention as reference,
+    )
 
-    from modeling_video_mask2former.deformable_attention import multi_scale_deformable_attention
+    from modeling_video_mask2former.deformable_attention import (
+        multi_scale_deformable_attention,
+    )
 
     generator = torch.Generator().manual_seed(0)
     sequence_length = sum(height * width for height, width in shapes)
@@ -110,20 +126,72 @@ def compare_deformable_attention(device: torch.device, batch_size: int, shapes: 
     synchronize = torch.cuda.synchronize if device.type == "cuda" else None
     result = {}
     with torch.inference_mode():
-        for name, function in (("embedding_bag", multi_scale_deformable_attention), ("grid_sample", reference)):
-            runs, result[name] = timed(lambda: function(value, shapes, locations, attention), 5, synchronize)
+        for name, function in (
+            ("embedding_bag", multi_scale_deformable_attention),
+            ("grid_sample", reference),
+        ):
+            runs, result[name] = timed(
+                lambda function=function: function(value, shapes, locations, attention),
+                5,
+                synchronize,
+            )
             result[f"{name}_ms"] = 1000 * statistics.median(run["wall"] for run in runs)
     result["max_difference"] = (result.pop("embedding_bag") - result.pop("grid_sample")).abs().max().item()
     return result
 
 
-def check_model(name: str, args: argparse.Namespace, device: torch.device) -> dict:
+def check_parity(device: torch.device) -> list[dict]:
+    """Largest differences of the tiny reference models' final logits on `device` from the original's, with TF32
+    convolutions and matrix products off and at PyTorch's defaults."""
+    import tempfile
+
+    from safetensors.torch import load_file
+
+    from modeling_video_mask2former import VideoMask2FormerForVideoInstanceSegmentation
+    from modeling_video_mask2former.conversion.convert import convert_checkpoint
+
+    tiny = REPO / "tests" / "fixtures" / "tiny"
+    results = []
+    defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    for name, checkpoint in (
+        ("tiny_r50", "tiny_r50.pkl"),
+        ("tiny_swin", "tiny_swin.pth"),
+    ):
+        with tempfile.TemporaryDirectory() as folder:
+            convert_checkpoint(tiny / checkpoint, tiny / f"{name}_config.yaml", folder)
+            model = VideoMask2FormerForVideoInstanceSegmentation.from_pretrained(folder).eval().to(device)
+        for case in ("t3_96x128", "t2_100x130"):
+            reference = load_file(tiny / f"{name}_{case}.safetensors")
+            for tf32 in (False, True):
+                torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+                with torch.inference_mode():
+                    outputs = model(reference["backbone_input"][None].to(device))
+                results.append(
+                    {
+                        "model": name,
+                        "case": case,
+                        "tf32": tf32,
+                        "class_logits": (outputs.class_queries_logits.cpu() - reference["decoder.pred_logits"])
+                        .abs()
+                        .max()
+                        .item(),
+                        "mask_logits": (outputs.masks_queries_logits.cpu() - reference["decoder.pred_masks"])
+                        .abs()
+                        .max()
+                        .item(),
+                    }
+                )
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = defaults
+    return results
+
+
+def check_model(name: str, num_frames: int, args: argparse.Namespace, device: torch.device) -> dict:
     from modeling_video_mask2former import VideoMask2FormerVideoProcessor
 
     config = tiny_config() if args.dry_run else video_config(name)
     model = build_video_model(config).to(device)
     height, width = args.frame_size
-    frames = synthetic_frames(args.frames, height, width)
+    frames = synthetic_frames(num_frames, height, width)
     processor = VideoMask2FormerVideoProcessor(size={"shortest_edge": min(height, width), "longest_edge": 1333})
     fp32, reference = run_precision(model, processor, frames, args.target_size, device, False, args.repeats)
     bf16, candidate = run_precision(model, processor, frames, args.target_size, device, True, args.repeats)
@@ -135,15 +203,29 @@ def check_model(name: str, args: argparse.Namespace, device: torch.device) -> di
         failures.append(f"mean mask IoU {comparison['mean_iou']:.3f} < {args.min_iou}")
     if comparison["min_iou"] < args.min_track_iou:
         failures.append(f"a track's mask IoU is {comparison['min_iou']:.3f} < {args.min_track_iou}")
-    return {"model": "tiny" if args.dry_run else name, "fp32": fp32, "bf16": bf16, **comparison, "failures": failures}
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {
+        "model": "tiny" if args.dry_run else name,
+        "frames": num_frames,
+        "fp32": fp32,
+        "bf16": bf16,
+        **comparison,
+        "failures": failures,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--dry-run", action="store_true", help="a tiny model on small frames (checks the script)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="a tiny model on small frames (checks the script)",
+    )
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--frames", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--min-agreement", type=float, default=0.8)
     parser.add_argument("--min-iou", type=float, default=0.9)
@@ -152,23 +234,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.frame_size, args.target_size = ([64, 96], (96, 128)) if args.dry_run else ([360, 640], (720, 1280))
     if args.dry_run:
-        args.models, args.frames, args.repeats = args.models[:1], min(args.frames, 2), 1
+        args.models, args.frames, args.repeats = args.models[:1], [2], 1
     device = torch.device(args.device)
 
     report = {"environment": environment(), "settings": vars(args), "results": []}
     if device.type == "cuda":
         report["environment"]["device"] = torch.cuda.get_device_name(device)
-    print(describe(report["environment"]) + f"; device {report['environment'].get('device', device)}", flush=True)
     print(
-        f"{'model':<22} {'fp32 s':>7} {'bf16 s':>7} {'speed-up':>8} {'fp32 MiB':>9} {'bf16 MiB':>9} "
+        describe(report["environment"]) + f"; device {report['environment'].get('device', device)}",
+        flush=True,
+    )
+    print(
+        f"{'model':<22} {'T':>3} {'fp32 s':>7} {'bf16 s':>7} {'speed-up':>8} {'fp32 MiB':>9} {'bf16 MiB':>9} "
         f"{'agree':>6} {'mean IoU':>8} {'min IoU':>8}  status"
     )
-    for name in args.models:
-        result = check_model(name, args, device)
+    for name, num_frames in itertools.product(args.models, args.frames):
+        result = check_model(name, num_frames, args, device)
         report["results"].append(result)
         fp32, bf16 = result["fp32"], result["bf16"]
         print(
-            f"{result['model']:<22} {fp32['seconds']:>7.3f} {bf16['seconds']:>7.3f} "
+            f"{result['model']:<22} {num_frames:>3} {fp32['seconds']:>7.3f} {bf16['seconds']:>7.3f} "
             f"{fp32['seconds'] / bf16['seconds']:>7.2f}x {fp32['peak_memory_mib']:>9.0f} "
             f"{bf16['peak_memory_mib']:>9.0f} {result['agreement']:>6.0%} {result['mean_iou']:>8.3f} "
             f"{result['min_iou']:>8.3f}  {'; '.join(result['failures']) or 'ok'}",
@@ -176,14 +261,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     height, width = (-(-size // 32) * 32 for size in args.frame_size)  # padded to a multiple of 32
     shapes = [(height // stride, width // stride) for stride in (32, 16, 8)]
-    attention = compare_deformable_attention(device, args.frames, shapes)
+    attention = compare_deformable_attention(device, 16, shapes)
     report["deformable_attention"] = attention
     failed = attention["max_difference"] > 1e-4
     print(
-        f"deformable attention on {args.frames} frames: embedding_bag {attention['embedding_bag_ms']:.1f} ms, "
+        f"deformable attention on 16 frames: embedding_bag {attention['embedding_bag_ms']:.1f} ms, "
         f"grid_sample {attention['grid_sample_ms']:.1f} ms, max difference {attention['max_difference']:.2e}"
         + ("  FAILED" if failed else "")
     )
+    report["parity"] = [] if args.dry_run else check_parity(device)
+    for row in report["parity"]:
+        row["failed"] = not row["tf32"] and (row["class_logits"] > 1e-4 or row["mask_logits"] > 5e-4)
+        failed |= row["failed"]
+        print(
+            f"parity {row['model']} {row['case']} TF32 {'on ' if row['tf32'] else 'off'}: class logits "
+            f"{row['class_logits']:.2e}, mask logits {row['mask_logits']:.2e}" + ("  FAILED" if row["failed"] else "")
+        )
     write_report(args.output, report)
     return 1 if failed or any(result["failures"] for result in report["results"]) else 0
 

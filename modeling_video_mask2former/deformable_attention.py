@@ -121,8 +121,7 @@ class VideoMask2FormerPixelDecoderEncoderMultiscaleDeformableAttention(
         offset_normalizer = torch.tensor(
             [[width, height] for height, width in spatial_shapes_list], device=reference_points.device
         )
-        sampling_locations = (
-            reference_points[:, :, None, :, None, :] + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
-        )
+        offset_normalizer = offset_normalizer[None, None, None, :, None, :]
+        sampling_locations = reference_points[:, :, None, :, None, :] + sampling_offsets / offset_normalizer
         output = multi_scale_deformable_attention(value, spatial_shapes_list, sampling_locations, attention_weights)
         return self.output_proj(output), attention_weights

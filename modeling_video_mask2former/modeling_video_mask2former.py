@@ -6,9 +6,9 @@ of "Mask2Former for Video Instance Segmentation" (Cheng et al., 2021), each one 
 
 1. masked attention over the spatio-temporal memory: each level's features of all `T` frames are flattened time-major
    into one `(T·h·w, batch, channels)` memory ([`VideoMask2FormerTransformerModule`]), and the attention mask covers
-   the whole tube (`(batch·heads, queries, T·h·w)`, [`VideoMask2FormerMaskPredictor`]);
+   the whole tube (`(batch, 1, queries, T·h·w)`, [`VideoMask2FormerMaskPredictor`]);
 2. a position encoding made of a temporal and a spatial sine term ([`VideoMask2FormerSinePositionEmbedding`]);
-3. 3D mask prediction: one query predicts a mask for every frame, `einsum("bqc,bcthw->bqthw")`
+3. 3D mask prediction: one query predicts a mask for every frame, `einsum("bqc,btchw->bqthw")`
    ([`VideoMask2FormerMaskPredictor`]).
 
 A few overrides make inference faster and lighter with the same results up to float rounding: the pixel decoder's
@@ -85,39 +85,71 @@ class VideoMask2FormerMaskPredictor(Mask2FormerMaskPredictor):
         """
         Args:
             outputs (`torch.Tensor` of shape `(queries, batch, hidden)`): normalised decoder states.
-            pixel_embeddings (`torch.Tensor` of shape `(batch, channels, frames, height, width)`): mask features, at
+            pixel_embeddings (`torch.Tensor` of shape `(batch, frames, channels, height, width)`): mask features, at
                 stride 4, or already resized to `attention_mask_target_size` when only the attention mask is needed.
             attention_mask_target_size (`tuple[int, int]`): `(h, w)` of the level the next layer attends to.
 
         Returns:
-            mask logits of shape `(batch, queries, frames, height, width)` and the boolean attention mask of shape
-            `(batch·heads, queries, frames·h·w)` (True = blocked, batch outermost, time-major).
+            mask logits of shape `(batch, queries, frames, height, width)` (a view of frame-major logits) and the
+            boolean attention mask of shape `(batch, 1, queries, frames·h·w)`, the same for every head (True = blocked,
+            time-major).
         """
         mask_embeddings = self.mask_embedder(outputs.transpose(0, 1))
-        batch_size, _, num_frames, height, width = pixel_embeddings.shape
-        # einsum("bqc,bcthw->bqthw") as one matmul on the channels-first embeddings, without copying them
-        outputs_mask = torch.bmm(mask_embeddings, pixel_embeddings.flatten(2))
-        outputs_mask = outputs_mask.view(batch_size, -1, num_frames, height, width)
+        batch_size, num_frames, _, height, width = pixel_embeddings.shape
+        # einsum("bqc,btchw->bqthw") frame by frame, on the embeddings as they are: (batch, frames, queries, h·w)
+        frame_masks = torch.matmul(mask_embeddings[:, None], pixel_embeddings.flatten(3))
+        num_queries = frame_masks.shape[2]
 
-        attention_mask = outputs_mask
+        attention_mask = frame_masks
         if (height, width) != tuple(attention_mask_target_size):
             attention_mask = nn.functional.interpolate(
-                outputs_mask.flatten(0, 1), size=attention_mask_target_size, mode="bilinear", align_corners=False
+                frame_masks.view(-1, num_queries, height, width),
+                size=attention_mask_target_size,
+                mode="bilinear",
+                align_corners=False,
             )
-        attention_mask = attention_mask.reshape(batch_size, outputs_mask.shape[1], -1).sigmoid() < 0.5
-        attention_mask = attention_mask[:, None].expand(-1, self.num_heads, -1, -1).flatten(0, 1)
-        return outputs_mask, attention_mask
+        attention_mask = attention_mask.view(batch_size, num_frames, num_queries, -1).sigmoid() < 0.5
+        attention_mask = attention_mask.transpose(1, 2).reshape(batch_size, 1, num_queries, -1)
+        return frame_masks.view(batch_size, num_frames, num_queries, height, width).transpose(1, 2), attention_mask
 
 
 class VideoMask2FormerMaskedCrossAttention(nn.MultiheadAttention):
     """
-    `nn.MultiheadAttention` (same weights) that never returns attention weights: the decoder layers discard the masked
-    attention's weights, and without them PyTorch runs `scaled_dot_product_attention` instead of materialising and
-    averaging a `(batch·heads, queries, memory)` probability tensor.
+    The decoder layers' masked attention (an `nn.MultiheadAttention`, same weights) as one
+    `scaled_dot_product_attention` with the boolean mask broadcast over the heads, instead of a float mask repeated per
+    head and a materialised `(batch·heads, queries, memory)` probability tensor. It returns no attention weights: the
+    decoder layers discard them.
     """
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, **kwargs) -> tuple[Tensor, None]:
-        return super().forward(query, key, value, **{**kwargs, "need_weights": False})
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, key_padding_mask: None = None
+    ) -> tuple[Tensor, None]:
+        """
+        Args:
+            query (`torch.Tensor` of shape `(queries, batch, hidden)`).
+            key, value (`torch.Tensor` of shape `(memory, batch, hidden)`).
+            attn_mask (`torch.BoolTensor` of shape `(batch, 1, queries, memory)`, *optional*): True where blocked.
+        """
+        if key_padding_mask is not None:
+            raise ValueError("key_padding_mask is not supported; the masked attention has none")
+        batch_size, head_dim = query.shape[1], self.embed_dim // self.num_heads
+        # (length, batch, hidden) -> (batch, heads, length, head_dim), one projection each
+        query, key, value = (
+            nn.functional.linear(states, weight, bias).view(len(states), batch_size, self.num_heads, head_dim)
+            .permute(1, 2, 0, 3)
+            for states, weight, bias in zip(
+                (query, key, value), self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+            )
+        )
+        output = nn.functional.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=None if attn_mask is None else ~attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        output = output.permute(2, 0, 1, 3).flatten(2)
+        return self.out_proj(output), None
 
 
 class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
@@ -156,7 +188,7 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
         Args:
             inputs_embeds (`torch.Tensor` of shape `(queries, batch, hidden)`): the learnable query features.
             multi_stage_positional_embeddings (`list[torch.Tensor]`): per level, `(frames·h·w, batch, hidden)`.
-            pixel_embeddings (`torch.Tensor` of shape `(batch, channels, frames, height/4, width/4)`).
+            pixel_embeddings (`torch.Tensor` of shape `(batch, frames, channels, height/4, width/4)`).
             encoder_hidden_states (`list[torch.Tensor]`): per level, the memory `(frames·h·w, batch, hidden)`.
             query_position_embeddings (`torch.Tensor` of shape `(queries, batch, hidden)`).
             feature_size_list (`list[tuple[int, int]]`): `(h, w)` of each level.
@@ -166,10 +198,9 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
         keep_all = output_intermediate_masks or self.training
         low_resolution = not keep_all
         if low_resolution:
-            # every (channel, frame) plane resized on its own: (batch, channels, frames, h, w) per level
-            planes = pixel_embeddings.flatten(1, 2)
+            frames = pixel_embeddings.flatten(0, 1)
             level_embeddings = [
-                nn.functional.interpolate(planes, size=size, mode="bilinear", align_corners=False).view(
+                nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False).view(
                     *pixel_embeddings.shape[:3], *size
                 )
                 for size in feature_size_list
@@ -267,9 +298,7 @@ class VideoMask2FormerTransformerModule(Mask2FormerTransformerModule):
 
         query_embeddings = self.queries_embedder.weight.unsqueeze(1).repeat(1, batch_size, 1)
         query_features = self.queries_features.weight.unsqueeze(1).repeat(1, batch_size, 1)
-        # (batch·frames, channels, h, w) -> (batch, channels, frames, h, w), once for all the predictions
-        pixel_embeddings = mask_features.view(batch_size, num_frames, *mask_features.shape[1:]).transpose(1, 2)
-        pixel_embeddings = pixel_embeddings.contiguous()
+        pixel_embeddings = mask_features.view(batch_size, num_frames, *mask_features.shape[1:])
 
         return self.decoder(
             inputs_embeds=query_features,

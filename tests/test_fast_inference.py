@@ -46,10 +46,11 @@ def test_masked_cross_attention_matches_multihead_attention():
     attention = VideoMask2FormerMaskedCrossAttention(32, 4)
     attention.load_state_dict(reference.state_dict())
     query, memory = torch.randn(6, 2, 32), torch.randn(40, 2, 32)
-    mask = torch.rand(2 * 4, 6, 40) < 0.7
-    mask[:, :, 0] = False  # no fully masked row
+    mask = torch.rand(2, 1, 6, 40) < 0.7  # one mask for all heads
+    mask[..., 0] = False  # no fully masked row
+    per_head = mask.expand(-1, 4, -1, -1).flatten(0, 1)
     with torch.no_grad():
-        expected, _ = reference(query, memory + 1, memory, attn_mask=mask, key_padding_mask=None)
+        expected, _ = reference(query, memory + 1, memory, attn_mask=per_head, key_padding_mask=None)
         actual, weights = attention(query=query, key=memory + 1, value=memory, attn_mask=mask, key_padding_mask=None)
     assert weights is None
     torch.testing.assert_close(actual, expected, atol=1e-6, rtol=1e-5)
