@@ -1,11 +1,16 @@
-"""Peak memory of windowed inference against video length: it should stay flat (full mode grows).
+"""Peak memory of windowed and exact full-mode inference against video length: windowed stays flat, full grows.
 
 Writes 360p (640x360) synthetic MP4s of each length, then runs every (mode, length) in a fresh process and reports
 its peak RSS (`resource.getrusage`), the peak growth of RSS over the loaded model, the RSS after each window, and the
-size of the RLE results, the one part that grows. With `--tracemalloc`, the runs report the peak of Python/numpy
-allocations instead (torch's own allocations are not traced; tracing perturbs RSS, so it is a separate pass).
+size of the RLE results, the one part of windowed mode that grows. Full mode's peaks are fitted with a line: its slope
+is the memory per added frame, and where it crosses `--memory-gib` is the longest clip full mode runs in that much
+memory. With `--tracemalloc`, the runs report the peak of Python/numpy allocations instead (torch's own allocations
+are not traced; tracing perturbs RSS, so it is a separate pass).
 
-    python benchmarks/bench_windowed_memory.py --output benchmarks/windowed_memory.json
+`--model` is `tiny` (a small random model) or a preset name (random weights at the real size), e.g.
+
+    python benchmarks/bench_windowed_memory.py --model ytvis_2019_R50 --min-size 360 --full-lengths 16 32 64 128 \
+        --output benchmarks/windowed_memory_r50.json
 """
 
 import argparse
@@ -55,10 +60,16 @@ def child(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(REPO))
     from modeling_video_mask2former import VideoMask2FormerVideoProcessor
     from modeling_video_mask2former.windowed import iter_video_frames, segment_clip, segment_video_windowed
-    from tests.test_modeling_video_mask2former import VideoMask2FormerModelTester, build_model
 
     torch.set_num_threads(args.threads)
-    model = build_model(VideoMask2FormerModelTester(batch_size=1))
+    if args.model == "tiny":
+        from tests.test_modeling_video_mask2former import VideoMask2FormerModelTester, build_model
+
+        model = build_model(VideoMask2FormerModelTester(batch_size=1))
+    else:
+        from common import build_video_model, video_config
+
+        model = build_video_model(video_config(args.model))
     processor = VideoMask2FormerVideoProcessor(size={"shortest_edge": args.min_size, "longest_edge": 1333})
     segment_clip(model, processor, [np.zeros((HEIGHT, WIDTH, 3), np.uint8)] * 2, top_k=10)  # warm-up
     baseline = current_rss_mib()
@@ -90,10 +101,37 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def summarize(results: list[dict], memory_gib: float) -> dict:
+    """Full mode: least-squares line of peak RSS against frames (MiB per added frame, longest clip in `memory_gib`).
+    Windowed mode: spread of its peaks, largest over smallest."""
+    summary, lines = {}, []
+    full = [(r["frames"], r["peak_rss_mib"]) for r in results if r["mode"] == "full"]
+    if len(full) >= 2:
+        slope, intercept = np.polyfit(*zip(*full), 1)
+        longest = int((memory_gib * 1024 - intercept) / slope)
+        summary["full"] = {"mib_per_frame": round(slope, 1), "intercept_mib": round(intercept), "longest_clip": longest}
+        lines.append(
+            f"full mode: {slope:.1f} MiB per added frame (peak = {intercept:.0f} + {slope:.1f}·T MiB), "
+            f"longest clip in {memory_gib:g} GiB: about {longest} frames"
+        )
+    windowed = [(r["frames"], r["peak_rss_mib"]) for r in results if r["mode"] == "windowed"]
+    if len(windowed) >= 2:
+        peaks = [peak for _, peak in windowed]
+        spread = max(peaks) / min(peaks)
+        summary["windowed"] = {"peak_spread": round(spread, 3), "frames": [frames for frames, _ in windowed]}
+        lines.append(
+            f"windowed mode: peak RSS {min(peaks):.0f}-{max(peaks):.0f} MiB from {windowed[0][0]} to "
+            f"{windowed[-1][0]} frames (largest/smallest {spread:.3f})"
+        )
+    return {**summary, "lines": lines}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--full-lengths", type=int, nargs="*", default=[64, 128], help="lengths also run in full mode")
+    parser.add_argument("--model", default="tiny", help="`tiny` or a preset name such as ytvis_2019_R50")
+    parser.add_argument("--memory-gib", type=float, default=24, help="memory for the longest-clip estimate")
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--overlap", type=int, default=4)
     parser.add_argument("--min-size", type=int, default=180, help="shortest edge the frames are resized to")
@@ -115,7 +153,7 @@ def main() -> None:
             if not video.exists():
                 write_synthetic_video(video, length)
             command = [sys.executable, __file__, "--child", "--mode", mode, "--video", str(video)]
-            for option in ("window", "overlap", "min_size", "threads"):
+            for option in ("model", "window", "overlap", "min_size", "threads"):
                 command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
             command += ["--tracemalloc"] if args.tracemalloc else []
             completed = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ})
@@ -136,8 +174,12 @@ def main() -> None:
                 f"tracks, {result['seconds']:.1f} s",
                 flush=True,
             )
-    settings = {key: getattr(args, key) for key in ("window", "overlap", "min_size", "threads", "tracemalloc")}
-    Path(args.output).write_text(json.dumps({"frame_size": [HEIGHT, WIDTH], **settings, "results": results}, indent=2))
+    settings = {key: getattr(args, key) for key in ("model", "window", "overlap", "min_size", "threads", "tracemalloc")}
+    summary = summarize(results, args.memory_gib) if not args.tracemalloc else {}
+    for line in summary.get("lines", []):
+        print(line)
+    report = {"frame_size": [HEIGHT, WIDTH], **settings, "results": results, "summary": summary}
+    Path(args.output).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output}")
 
 

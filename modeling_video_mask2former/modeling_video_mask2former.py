@@ -135,7 +135,8 @@ class VideoMask2FormerMaskedCrossAttention(nn.MultiheadAttention):
         batch_size, head_dim = query.shape[1], self.embed_dim // self.num_heads
         # (length, batch, hidden) -> (batch, heads, length, head_dim), one projection each
         query, key, value = (
-            nn.functional.linear(states, weight, bias).view(len(states), batch_size, self.num_heads, head_dim)
+            nn.functional.linear(states, weight, bias)
+            .view(len(states), batch_size, self.num_heads, head_dim)
             .permute(1, 2, 0, 3)
             for states, weight, bias in zip(
                 (query, key, value), self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
@@ -156,7 +157,7 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
     """
     The image model's masked-attention decoder with the 3D mask predictor. At inference, when the intermediate mask
     logits are not requested, every prediction but the last is made only at the resolution of the level the next layer
-    attends to, from pixel embeddings resized once per level: bilinear resizing commutes with the mask predictor's
+    attends to, from pixel embeddings resized to that level: bilinear resizing commutes with the mask predictor's
     per-pixel dot product, so the attention masks are those of the image decoder, at a fraction of the cost and memory.
     """
 
@@ -197,17 +198,14 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
         """
         keep_all = output_intermediate_masks or self.training
         low_resolution = not keep_all
-        if low_resolution:
-            frames = pixel_embeddings.flatten(0, 1)
-            level_embeddings = [
-                nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False).view(
-                    *pixel_embeddings.shape[:3], *size
-                )
-                for size in feature_size_list
-            ]
 
         def predict(states: Tensor, level: int, last: bool) -> tuple[Tensor, Tensor]:
-            embeddings = level_embeddings[level] if low_resolution and not last else pixel_embeddings
+            embeddings = pixel_embeddings
+            if low_resolution and not last:
+                # resized for each prediction rather than kept for every level: (batch, frames, channels, h, w)
+                embeddings = nn.functional.interpolate(
+                    pixel_embeddings.flatten(0, 1), size=feature_size_list[level], mode="bilinear", align_corners=False
+                ).view(*pixel_embeddings.shape[:3], *feature_size_list[level])
             return self.mask_predictor(states, embeddings, feature_size_list[level])
 
         hidden_states = inputs_embeds
@@ -356,6 +354,29 @@ class VideoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
         return self
 
 
+def _empty_for_frames(tensor: Tensor, num_frames: int) -> Tensor:
+    """An uninitialised tensor like `tensor` (a chunk of frames, memory format kept) with `num_frames` frames."""
+    channels_last = (
+        tensor.ndim == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last)
+    )
+    return torch.empty(
+        (num_frames, *tensor.shape[1:]),
+        dtype=tensor.dtype,
+        device=tensor.device,
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+    )
+
+
+def _map_tensors(function, value, *arguments):
+    """`function(tensor, *arguments)` on a tensor, or on each tensor of a tuple, with the tuple's structure kept."""
+    if isinstance(value, tuple):
+        return tuple(
+            function(tensor, *(argument[index] if isinstance(argument, tuple) else argument for argument in arguments))
+            for index, tensor in enumerate(value)
+        )
+    return function(value, *arguments)
+
+
 def _freeze_batch_norms(module: nn.Module) -> None:
     """Make every batch norm of `module` a constant affine map (detectron2's `FrozenBN`)."""
     for submodule in module.modules():
@@ -391,24 +412,32 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
         self.post_init()
 
     def run_pixel_level_module(self, frames: Tensor, output_hidden_states: bool) -> Mask2FormerPixelLevelModuleOutput:
-        """The backbone and pixel decoder on `(frames, 3, height, width)`, `pixel_level_chunk_size` frames at a time."""
+        """
+        The backbone and pixel decoder on `(frames, 3, height, width)`, `pixel_level_chunk_size` frames at a time, each
+        chunk's outputs written into tensors allocated once for all frames (no concatenation keeping two copies).
+        """
         on_cpu = frames.device.type == "cpu"
         chunk_size = self.pixel_level_chunk_size or (2 if on_cpu else len(frames))
-        if on_cpu:
-            frames = frames.contiguous(memory_format=torch.channels_last)  # faster oneDNN convolutions
-        chunks = [self.pixel_level_module(chunk, output_hidden_states) for chunk in frames.split(chunk_size)]
-        if len(chunks) == 1:
-            return chunks[0]
-        return Mask2FormerPixelLevelModuleOutput(
-            encoder_last_hidden_state=torch.cat([chunk.encoder_last_hidden_state for chunk in chunks]),
-            encoder_hidden_states=(
-                tuple(map(torch.cat, zip(*[chunk.encoder_hidden_states for chunk in chunks])))
-                if output_hidden_states
-                else None
-            ),
-            decoder_last_hidden_state=torch.cat([chunk.decoder_last_hidden_state for chunk in chunks]),
-            decoder_hidden_states=tuple(map(torch.cat, zip(*[chunk.decoder_hidden_states for chunk in chunks]))),
-        )
+        outputs = None
+        for start in range(0, len(frames), chunk_size):
+            chunk = frames[start : start + chunk_size]
+            if on_cpu:
+                chunk = chunk.contiguous(memory_format=torch.channels_last)  # faster oneDNN convolutions
+            chunk_outputs = self.pixel_level_module(chunk, output_hidden_states)
+            if len(chunk) == len(frames):
+                return chunk_outputs
+            if outputs is None:
+                outputs = Mask2FormerPixelLevelModuleOutput(
+                    **{
+                        name: _map_tensors(_empty_for_frames, value, len(frames))
+                        for name, value in chunk_outputs.items()
+                    }
+                )
+            for name, value in chunk_outputs.items():
+                _map_tensors(
+                    lambda target, source: target[start : start + len(chunk)].copy_(source), outputs[name], value
+                )
+        return outputs
 
     def forward(
         self,
@@ -470,7 +499,9 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
         return output if return_dict else output.to_tuple()
 
 
-class VideoMask2FormerForVideoInstanceSegmentation(VideoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation):
+class VideoMask2FormerForVideoInstanceSegmentation(
+    VideoMask2FormerPreTrainedModel, Mask2FormerForUniversalSegmentation
+):
     """Video Mask2Former with the class head and the video set-prediction loss."""
 
     def __init__(self, config: VideoMask2FormerConfig):
