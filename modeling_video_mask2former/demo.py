@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             device=device,
             dtype="float32",
+            compile=False,
             window=None,
             overlap=4,
             top_k=None,

@@ -13,9 +13,11 @@ of "Mask2Former for Video Instance Segmentation" (Cheng et al., 2021), each one 
 
 A few overrides make inference faster and lighter with the same results up to float rounding: the pixel decoder's
 deformable attention as one `embedding_bag` ([`VideoMask2FormerPixelDecoderEncoderMultiscaleDeformableAttention`]), the
-backbone and pixel decoder run a few frames at a time on CPU ([`VideoMask2FormerModel`]), the masked attention through
-`scaled_dot_product_attention` ([`VideoMask2FormerMaskedCrossAttention`]), and, unless auxiliary logits are requested,
-intermediate predictions only at the attended level's resolution ([`VideoMask2FormerMaskedAttentionDecoder`]).
+backbone and pixel decoder run frame by frame on CPU into outputs allocated once ([`VideoMask2FormerModel`]), the
+masked attention through `scaled_dot_product_attention` with keys projected a few frames at a time from the memory and
+the two terms of its position encoding ([`VideoMask2FormerMaskedCrossAttention`], [`TubePositions`]), and, unless
+auxiliary logits are requested, intermediate predictions only at the attended level's resolution
+([`VideoMask2FormerMaskedAttentionDecoder`]). Memory then grows with the clip by about 26 MB per 384x640 frame (R50).
 """
 
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerForUniversalSegmentation,
     Mask2FormerForUniversalSegmentationOutput,
     Mask2FormerMaskedAttentionDecoder,
+    Mask2FormerMaskedAttentionDecoderLayer,
     Mask2FormerMaskedAttentionDecoderOutput,
     Mask2FormerMaskPredictor,
     Mask2FormerModel,
@@ -70,6 +73,57 @@ class VideoMask2FormerSinePositionEmbedding(nn.Module):
         spatial = self.spatial(torch.Size((1, self.hidden_dim, height, width)), device, dtype)
         temporal = self.temporal(num_frames, device, dtype)
         return spatial[:, None] + temporal[None, :, :, None, None]
+
+    def tube(
+        self, num_frames: int, height: int, width: int, device: torch.device, dtype: torch.dtype
+    ) -> "TubePositions":
+        """The same encoding, kept as its two terms (see [`TubePositions`])."""
+        spatial = self.spatial(torch.Size((1, self.hidden_dim, height, width)), device, dtype)
+        return TubePositions(self.temporal(num_frames, device, dtype), spatial[0].flatten(1).t())
+
+
+@dataclass
+class TubePositions:
+    """
+    The spatio-temporal position encoding of one level, laid out as the decoder's time-major memory
+    `(frames·h·w, batch, hidden)` but kept as its temporal `(frames, hidden)` and spatial `(h·w, hidden)` terms: the
+    sum over the whole tube is as large as the memory itself, and the masked attention forms it a few frames at a time.
+    """
+
+    temporal: Tensor
+    spatial: Tensor
+
+    def frames(self, start: int, stop: int) -> Tensor:
+        """The encoding of frames `start:stop`, of shape `((stop - start)·h·w, 1, hidden)`."""
+        return (self.temporal[start:stop, None] + self.spatial[None]).flatten(0, 1)[:, None]
+
+    def keys(self, memory: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """
+        `linear(memory + encoding, weight, bias)` for a memory of shape `(frames·h·w, batch, hidden)`. Without autograd
+        it is computed a few frames at a time into one output, so that `memory + encoding` is never held whole.
+        """
+        num_frames = len(self.temporal)
+        if torch.is_grad_enabled():
+            return nn.functional.linear(memory + self.frames(0, num_frames), weight, bias)
+        tokens_per_frame = len(self.spatial)
+        frames_per_slice = max(1, 4096 // tokens_per_frame)
+        keys = None
+        for start in range(0, num_frames, frames_per_slice):
+            stop = min(start + frames_per_slice, num_frames)
+            rows = slice(start * tokens_per_frame, stop * tokens_per_frame)
+            sliced = nn.functional.linear(memory[rows] + self.frames(start, stop), weight, bias)
+            if keys is None:
+                keys = sliced.new_empty(len(memory), *sliced.shape[1:])
+            keys[rows] = sliced
+        return keys
+
+
+@dataclass
+class MemoryWithPositions:
+    """A level's memory `(frames·h·w, batch, hidden)` and its [`TubePositions`], to be summed by the attention."""
+
+    memory: Tensor
+    positions: TubePositions
 
 
 class VideoMask2FormerMaskPredictor(Mask2FormerMaskPredictor):
@@ -122,25 +176,34 @@ class VideoMask2FormerMaskedCrossAttention(nn.MultiheadAttention):
     """
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None, key_padding_mask: None = None
+        self,
+        query: Tensor,
+        key: "Tensor | MemoryWithPositions",
+        value: Tensor,
+        attn_mask: Tensor | None = None,
+        key_padding_mask: None = None,
     ) -> tuple[Tensor, None]:
         """
         Args:
             query (`torch.Tensor` of shape `(queries, batch, hidden)`).
-            key, value (`torch.Tensor` of shape `(memory, batch, hidden)`).
+            key (`torch.Tensor` of shape `(memory, batch, hidden)` or [`MemoryWithPositions`]).
+            value (`torch.Tensor` of shape `(memory, batch, hidden)`).
             attn_mask (`torch.BoolTensor` of shape `(batch, 1, queries, memory)`, *optional*): True where blocked.
         """
         if key_padding_mask is not None:
             raise ValueError("key_padding_mask is not supported; the masked attention has none")
         batch_size, head_dim = query.shape[1], self.embed_dim // self.num_heads
-        # (length, batch, hidden) -> (batch, heads, length, head_dim), one projection each
+        weights, biases = self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
+        if isinstance(key, MemoryWithPositions):
+            key = key.positions.keys(key.memory, weights[1], biases[1])
+        else:
+            key = nn.functional.linear(key, weights[1], biases[1])
+        query = nn.functional.linear(query, weights[0], biases[0])
+        value = nn.functional.linear(value, weights[2], biases[2])
+        # (length, batch, hidden) -> (batch, heads, length, head_dim)
         query, key, value = (
-            nn.functional.linear(states, weight, bias)
-            .view(len(states), batch_size, self.num_heads, head_dim)
-            .permute(1, 2, 0, 3)
-            for states, weight, bias in zip(
-                (query, key, value), self.in_proj_weight.chunk(3), self.in_proj_bias.chunk(3)
-            )
+            states.view(len(states), batch_size, self.num_heads, head_dim).permute(1, 2, 0, 3)
+            for states in (query, key, value)
         )
         output = nn.functional.scaled_dot_product_attention(
             query,
@@ -151,6 +214,24 @@ class VideoMask2FormerMaskedCrossAttention(nn.MultiheadAttention):
         )
         output = output.permute(2, 0, 1, 3).flatten(2)
         return self.out_proj(output), None
+
+
+class VideoMask2FormerMaskedAttentionDecoderLayer(Mask2FormerMaskedAttentionDecoderLayer):
+    """
+    The image model's decoder layer with [`VideoMask2FormerMaskedCrossAttention`]. Given [`TubePositions`], it hands the
+    key `memory + positions` to the attention as its two parts ([`MemoryWithPositions`]).
+    """
+
+    def __init__(self, config: VideoMask2FormerConfig):
+        super().__init__(config)
+        self.cross_attn = VideoMask2FormerMaskedCrossAttention(
+            config.hidden_dim, config.num_attention_heads, config.dropout
+        )
+
+    def with_pos_embed(self, tensor: Tensor, pos: "Tensor | TubePositions | None") -> "Tensor | MemoryWithPositions":
+        if isinstance(pos, TubePositions):
+            return MemoryWithPositions(tensor, pos)
+        return super().with_pos_embed(tensor, pos)
 
 
 class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
@@ -168,15 +249,12 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
             num_heads=config.num_attention_heads,
             mask_feature_size=config.mask_feature_size,
         )
-        for layer in self.layers:
-            layer.cross_attn = VideoMask2FormerMaskedCrossAttention(
-                config.hidden_dim, config.num_attention_heads, config.dropout
-            )
+        self.layers = nn.ModuleList(VideoMask2FormerMaskedAttentionDecoderLayer(config) for _ in self.layers)
 
     def forward(
         self,
         inputs_embeds: Tensor,
-        multi_stage_positional_embeddings: list[Tensor],
+        multi_stage_positional_embeddings: list[TubePositions],
         pixel_embeddings: Tensor,
         encoder_hidden_states: list[Tensor],
         query_position_embeddings: Tensor,
@@ -188,7 +266,7 @@ class VideoMask2FormerMaskedAttentionDecoder(Mask2FormerMaskedAttentionDecoder):
         """
         Args:
             inputs_embeds (`torch.Tensor` of shape `(queries, batch, hidden)`): the learnable query features.
-            multi_stage_positional_embeddings (`list[torch.Tensor]`): per level, `(frames·h·w, batch, hidden)`.
+            multi_stage_positional_embeddings (`list[TubePositions]`): per level, the encoding of the memory.
             pixel_embeddings (`torch.Tensor` of shape `(batch, frames, channels, height/4, width/4)`).
             encoder_hidden_states (`list[torch.Tensor]`): per level, the memory `(frames·h·w, batch, hidden)`.
             query_position_embeddings (`torch.Tensor` of shape `(queries, batch, hidden)`).
@@ -271,6 +349,7 @@ class VideoMask2FormerTransformerModule(Mask2FormerTransformerModule):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         output_intermediate_masks: bool = True,
+        overwrite_features: bool = False,
     ) -> Mask2FormerMaskedAttentionDecoderOutput:
         """
         Args:
@@ -280,19 +359,23 @@ class VideoMask2FormerTransformerModule(Mask2FormerTransformerModule):
             num_frames (`int`): frames per clip.
             output_intermediate_masks (`bool`, *optional*, defaults to `True`): keep the mask logits of every
                 prediction, not only the last (see [`VideoMask2FormerMaskedAttentionDecoder`]).
+            overwrite_features (`bool`, *optional*, defaults to `False`): add the level embeddings into
+                `multi_scale_features` in place, so that the memories share their storage instead of copying them (at
+                inference, when the caller does not need the features afterwards).
         """
         memories, positions, size_list = [], [], []
         for level, features in enumerate(multi_scale_features):
             clips, channels, height, width = features.shape
             batch_size = clips // num_frames
             size_list.append((height, width))
-            memory = self.input_projections[level](features).flatten(2) + self.level_embed.weight[level][None, :, None]
-            memory = memory.view(batch_size, num_frames, -1, height * width)
-            position = self.position_embedder(num_frames, height, width, features.device, features.dtype)
-            position = position.flatten(3).expand(batch_size, -1, -1, -1)
-            # (batch, frames, channels, h·w) -> (frames·h·w, batch, channels), time-major
-            memories.append(memory.permute(1, 3, 0, 2).flatten(0, 1))
-            positions.append(position.permute(1, 3, 0, 2).flatten(0, 1))
+            projected = self.input_projections[level](features)
+            level_embedding = self.level_embed.weight[level][:, None, None]
+            memory = projected.add_(level_embedding) if overwrite_features else projected + level_embedding
+            # (batch·frames, channels, h, w) -> (frames·h·w, batch, channels), time-major: a view of channels-last
+            # features, a copy otherwise
+            memory = memory.view(batch_size, num_frames, channels, height * width).permute(1, 3, 0, 2).flatten(0, 1)
+            memories.append(memory)
+            positions.append(self.position_embedder.tube(num_frames, height, width, features.device, features.dtype))
 
         query_embeddings = self.queries_embedder.weight.unsqueeze(1).repeat(1, batch_size, 1)
         query_features = self.queries_features.weight.unsqueeze(1).repeat(1, batch_size, 1)
@@ -317,7 +400,9 @@ class VideoMask2FormerModelOutput(Mask2FormerModelOutput):
     Outputs of [`VideoMask2FormerModel`]: the fields of [`~transformers.Mask2FormerModelOutput`], with backbone and pixel
     decoder states per frame `(batch·frames, channels, height, width)` and `masks_queries_logits` one tensor per
     prediction of shape `(batch, queries, frames, height/4, width/4)` (only the last one with
-    `output_intermediate_masks=False`).
+    `output_intermediate_masks=False`). The per-frame states, `encoder_last_hidden_state` and
+    `pixel_decoder_last_hidden_state` included, are returned only with `output_hidden_states=True`: they grow with the
+    clip (18 MB per 384x640 frame for the R50 model) and are not needed to post-process.
     """
 
 
@@ -391,9 +476,8 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
     The backbone, pixel decoder and spatio-temporal transformer decoder, without the class head.
 
     Frames are independent until the transformer decoder, so the backbone and pixel decoder run on
-    `pixel_level_chunk_size` frames at a time (by default 2 on CPU, where small chunks keep activations in cache and
-    avoid fresh page-faulting allocations, and all frames on accelerators); memory then grows with the clip only by
-    their outputs.
+    `pixel_level_chunk_size` frames at a time (by default 1 on CPU, where one frame's activations stay in cache and are
+    reused by the next frame, and all frames on accelerators); memory then grows with the clip only by their outputs.
     """
 
     pixel_level_chunk_size: int | None = None
@@ -417,7 +501,7 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
         chunk's outputs written into tensors allocated once for all frames (no concatenation keeping two copies).
         """
         on_cpu = frames.device.type == "cpu"
-        chunk_size = self.pixel_level_chunk_size or (2 if on_cpu else len(frames))
+        chunk_size = self.pixel_level_chunk_size or (1 if on_cpu else len(frames))
         outputs = None
         for start in range(0, len(frames), chunk_size):
             chunk = frames[start : start + chunk_size]
@@ -481,11 +565,16 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
             output_hidden_states=True,
             output_attentions=output_attentions,
             output_intermediate_masks=output_intermediate_masks,
+            overwrite_features=not output_hidden_states and not torch.is_grad_enabled(),
         )
 
         output = VideoMask2FormerModelOutput(
-            encoder_last_hidden_state=pixel_level_module_output.encoder_last_hidden_state,
-            pixel_decoder_last_hidden_state=pixel_level_module_output.decoder_last_hidden_state,
+            encoder_last_hidden_state=(
+                pixel_level_module_output.encoder_last_hidden_state if output_hidden_states else None
+            ),
+            pixel_decoder_last_hidden_state=(
+                pixel_level_module_output.decoder_last_hidden_state if output_hidden_states else None
+            ),
             transformer_decoder_last_hidden_state=transformer_module_output.last_hidden_state,
             encoder_hidden_states=pixel_level_module_output.encoder_hidden_states if output_hidden_states else None,
             pixel_decoder_hidden_states=(

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="defaults to cuda when available")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument(
+        "--compile", action="store_true", help="run the model through torch.compile (slow first call, then faster)"
+    )
+    parser.add_argument(
         "--window",
         type=_positive_int,
         help="frames per window for long videos (windowed mode, bounded memory); default: the whole video as one "
@@ -79,7 +82,9 @@ def predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlap ({args.overlap}) must be smaller than --window ({args.window}).")
     info = probe_video(args.video)
     try:
-        model, video_processor = load_model_and_processor(args.model, device, DTYPES[args.dtype], args.min_size)
+        model, video_processor = load_model_and_processor(
+            args.model, device, DTYPES[args.dtype], args.min_size, compile=args.compile
+        )
     except OSError as error:
         raise OSError(f"Cannot load a model from {args.model!r}: {str(error).splitlines()[0]}") from error
     if not isinstance(model, VideoMask2FormerForVideoInstanceSegmentation):

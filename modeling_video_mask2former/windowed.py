@@ -163,7 +163,7 @@ def segment_clip(
         `segmentations` (one `{"size": [H, W], "counts": str}` per frame).
     """
     inputs = video_processor(videos=np.stack(frames), return_tensors="pt")
-    with torch.no_grad():
+    with torch.inference_mode():
         outputs = model(pixel_values_videos=inputs["pixel_values_videos"].to(model.device, model.dtype))
     tracks = []
     for start in range(0, len(frames), chunk_size):

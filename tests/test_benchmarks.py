@@ -14,8 +14,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_inference  # noqa: E402
 import bench_processing  # noqa: E402
 import bench_training_step  # noqa: E402
+import bench_windowed_memory  # noqa: E402
 import common  # noqa: E402
 import gpu_check  # noqa: E402
+import profile_inference  # noqa: E402
+import torch  # noqa: E402
 
 
 TINY = str(FIXTURES / "tiny" / "tiny_r50_config.yaml")
@@ -72,3 +75,32 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert gpu_check.main(["--device", "cpu", "--dry-run", "--output", str(output)]) == 0
     (result,) = json.loads(output.read_text())["results"]
     assert result["model"] == "tiny" and result["agreement"] > 0 and not result["failures"]
+
+
+def test_gpu_check_parity_rows_on_cpu():
+    rows = gpu_check.check_parity(torch.device("cpu"))
+    assert {(row["model"], row["case"], row["tf32"]) for row in rows} == {
+        (model, case, tf32)
+        for model in ("tiny_r50", "tiny_swin")
+        for case in ("t3_96x128", "t2_100x130")
+        for tf32 in (False, True)
+    }
+    assert all(0 < row["class_logits"] <= 1e-4 and 0 < row["mask_logits"] <= 5e-4 for row in rows)
+
+
+def test_profile_names_operators_and_parts():
+    spec = {"model": TINY, "frames": 2, "frame_size": [64, 96], "threads": 2, "top": 3}
+    result = profile_inference.profile_configuration(spec) | {"source": "current"}
+    assert len(result["operators"]) == 3 and all(op["name"].startswith("aten::") for op in result["operators"])
+    parts = result["components"]
+    assert 0 < parts["pixel decoder: deformable attention"] < parts["pixel decoder"] < result["forward_seconds"]
+    assert 0 < parts["transformer decoder: masked attention"] < parts["transformer decoder"]
+    assert profile_inference.table(result)[0].startswith("current: ")
+
+
+def test_memory_summary_fits_the_line_and_the_spread():
+    results = [{"mode": "full", "frames": t, "peak_rss_mib": 1000 + 40 * t} for t in (16, 32, 64)]
+    results += [{"mode": "windowed", "frames": t, "peak_rss_mib": peak} for t, peak in ((64, 1500), (512, 1575))]
+    summary = bench_windowed_memory.summarize(results, memory_gib=24)
+    assert summary["full"] == {"mib_per_frame": 40.0, "intercept_mib": 1000, "longest_clip": (24 * 1024 - 1000) // 40}
+    assert summary["windowed"] == {"peak_spread": 1.05, "frames": [64, 512]}

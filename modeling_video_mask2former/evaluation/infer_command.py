@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", required=True, help="results.json, submission.zip and the partial/ journal")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="defaults to cuda when available")
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    parser.add_argument(
+        "--compile", action="store_true", help="run the model through torch.compile (slow first call, then faster)"
+    )
     parser.add_argument("--top-k", type=_positive_int, help="tracks kept per video (default: config.test_top_k)")
     parser.add_argument("--min-size", type=_positive_int, help="shortest frame edge after resizing")
     parser.add_argument(
@@ -71,7 +74,9 @@ def infer(args: argparse.Namespace) -> int:
             "--evaluate needs a split with annotations (the valid/test ground truth is private: submit the zip)."
         )
     device = torch.device("cpu") if args.device == "cpu" else state.device
-    model, video_processor = load_model_and_processor(args.model, device, DTYPES[args.dtype], args.min_size)
+    model, video_processor = load_model_and_processor(
+        args.model, device, DTYPES[args.dtype], args.min_size, compile=args.compile
+    )
     label_names = model.config.id2label
     if args.dataset_categories is not None:
         names = [category["name"] for category in load_categories(args.dataset_categories)]

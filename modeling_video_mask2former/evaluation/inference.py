@@ -149,11 +149,16 @@ def label_to_category_ids(label_names: Mapping[int, str], categories: CategoryMa
 
 
 def load_model_and_processor(
-    model_name_or_path: str, device: str | torch.device, dtype: torch.dtype, min_size: int | None = None
+    model_name_or_path: str,
+    device: str | torch.device,
+    dtype: torch.dtype,
+    min_size: int | None = None,
+    compile: bool = False,
 ) -> tuple[VideoMask2FormerForVideoInstanceSegmentation, VideoMask2FormerVideoProcessor]:
     """
     Loads the model and its video processor (built from the config's test sizes where the folder has none);
-    `min_size` overrides the shortest edge.
+    `min_size` overrides the shortest edge. With `compile`, the model's forward goes through `torch.compile` with
+    dynamic shapes (clips of any length and size reuse one compiled graph where they can).
     """
     if os.path.isdir(model_name_or_path):
         model_name_or_path = os.path.abspath(model_name_or_path)
@@ -166,6 +171,8 @@ def load_model_and_processor(
         )
     if min_size is not None:
         video_processor.size = {"shortest_edge": min_size, "longest_edge": video_processor.size.longest_edge}
+    if compile:
+        model.forward = torch.compile(model.forward, dynamic=True)
     return model, video_processor
 
 
