@@ -440,15 +440,15 @@ class VideoMask2FormerPreTrainedModel(Mask2FormerPreTrainedModel):
 
 
 def _empty_for_frames(tensor: Tensor, num_frames: int) -> Tensor:
-    """An uninitialised tensor like `tensor` (a chunk of frames, memory format kept) with `num_frames` frames."""
-    channels_last = (
-        tensor.ndim == 4 and not tensor.is_contiguous() and tensor.is_contiguous(memory_format=torch.channels_last)
-    )
+    """
+    An uninitialised tensor like `tensor` (a chunk of frames) with `num_frames` frames; feature maps are channels-last,
+    the layout the decoder's memories view without copying and that bilinear resizing is fastest on.
+    """
     return torch.empty(
         (num_frames, *tensor.shape[1:]),
         dtype=tensor.dtype,
         device=tensor.device,
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        memory_format=torch.channels_last if tensor.ndim == 4 else torch.contiguous_format,
     )
 
 
