@@ -17,7 +17,7 @@ backbone and pixel decoder run frame by frame on CPU into outputs allocated once
 masked attention through `scaled_dot_product_attention` with keys projected a few frames at a time from the memory and
 the two terms of its position encoding ([`VideoMask2FormerMaskedCrossAttention`], [`TubePositions`]), and, unless
 auxiliary logits are requested, intermediate predictions only at the attended level's resolution
-([`VideoMask2FormerMaskedAttentionDecoder`]). Memory then grows with the clip by about 26 MB per 384x640 frame (R50).
+([`VideoMask2FormerMaskedAttentionDecoder`]). Memory then grows with the clip by about 40 MB per 384x640 frame (R50).
 """
 
 from dataclasses import dataclass
