@@ -1,9 +1,6 @@
 """The `video-instance-segmentation` pipeline: in-process, from a saved folder, and as Hub custom code."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -18,6 +15,7 @@ from modeling_video_mask2former.pipeline_video_mask2former import (
 )
 from modeling_video_mask2former.publishing import save_model_folder
 
+from .conftest import run_as_hub_user
 from .test_modeling_video_mask2former import VideoMask2FormerModelTester, build_model
 from .test_predict_cli import moving_box_frames, write_frame_directory, write_mp4
 
@@ -97,17 +95,7 @@ def test_from_saved_folder_in_process(model, processor, folder):
     assert_same_tracks(local(frames), expected, model.config.id2label)
 
 
-HUB_USER = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "modeling_video_mask2former":
-                raise ModuleNotFoundError(f"{name} is blocked: this process plays a Hub user")
-
-    sys.meta_path.insert(0, BlockPackage())
-
+HUB_USER = """
     import torch
     from transformers import pipeline
 
@@ -117,25 +105,13 @@ HUB_USER = textwrap.dedent(
     assert "modeling_video_mask2former" not in sys.modules
     processor = type(segmenter.video_processor).__name__
     torch.save({"task": segmenter.task, "tracks": tracks, "processor": processor}, outputs)
-    """
-)
+"""
 
 
 def test_saved_folder_runs_as_hub_custom_code_without_the_package(model, processor, folder, tmp_path):
     frames = moving_box_frames(3, HEIGHT, WIDTH)
     video = write_mp4(tmp_path / "clip.mp4", frames)
-    script = tmp_path / "hub_user.py"
-    script.write_text(HUB_USER)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(folder), str(video), str(tmp_path / "outputs.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_as_hub_user(HUB_USER, tmp_path, str(folder), str(video), str(tmp_path / "outputs.pt"))
     result = torch.load(tmp_path / "outputs.pt", weights_only=False)
     assert result["task"] == TASK and result["processor"] == "VideoMask2FormerVideoProcessor"
     assert_same_tracks(result["tracks"], reference_tracks(model, processor, str(video)), model.config.id2label)

@@ -2,9 +2,6 @@
 
 import argparse
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +13,7 @@ from transformers import AutoModel, pipeline
 from modeling_video_mask2former import VideoMask2FormerVideoProcessor, push
 from modeling_video_mask2former.model_card import MODEL_ID_PLACEHOLDER, conversion_model_card
 
+from .conftest import run_as_hub_user
 from .test_modeling_video_mask2former import VideoMask2FormerModelTester, build_model
 from .test_pipeline import assert_same_tracks, reference_tracks
 from .test_predict_cli import moving_box_frames, write_mp4
@@ -128,17 +126,7 @@ def test_dry_run_folder_loads_in_process(dry_run, model, processor):
     assert_same_tracks(segmenter(frames), reference_tracks(model, processor, frames), model.config.id2label)
 
 
-HUB_USER = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "modeling_video_mask2former":
-                raise ModuleNotFoundError(f"{name} is blocked: this process plays a Hub user")
-
-    sys.meta_path.insert(0, BlockPackage())
-
+HUB_USER = """
     import torch
     from transformers import AutoModel, AutoVideoProcessor, pipeline
 
@@ -148,25 +136,12 @@ HUB_USER = textwrap.dedent(
     tracks = pipeline(model=folder, trust_remote_code=True, device="cpu")(video)
     assert "modeling_video_mask2former" not in sys.modules
     torch.save({"model": type(model).__name__, "processor": type(processor).__name__, "tracks": tracks}, outputs)
-    """
-)
+"""
 
 
 def test_dry_run_folder_works_as_hub_custom_code_without_the_package(dry_run, model, processor, tmp_path):
     video = write_mp4(tmp_path / "clip.mp4", moving_box_frames(3, HEIGHT, WIDTH))
-    script = tmp_path / "hub_user.py"
-    script.write_text(HUB_USER)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(dry_run), str(video), str(tmp_path / "outputs.pt")],
-        check=False,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_as_hub_user(HUB_USER, tmp_path, str(dry_run), str(video), str(tmp_path / "outputs.pt"))
     result = torch.load(tmp_path / "outputs.pt", weights_only=False)
     assert result["model"] == "VideoMask2FormerForVideoInstanceSegmentation"
     assert result["processor"] == "VideoMask2FormerVideoProcessor"

@@ -1,27 +1,15 @@
 """A saved folder loads as Hub custom code in a Python process where this package cannot be imported."""
 
-import subprocess
-import sys
-import textwrap
 
 import torch
 
 from modeling_video_mask2former import VideoMask2FormerForVideoInstanceSegmentation
 
+from .conftest import run_as_hub_user
 from .test_modeling_video_mask2former import VideoMask2FormerModelTester
 
 
-LOADER = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "modeling_video_mask2former":
-                raise ModuleNotFoundError(f"{name} is blocked: this process plays a Hub user")
-
-    sys.meta_path.insert(0, BlockPackage())
-
+LOADER = """
     import torch
     from transformers import AutoConfig, AutoModel
 
@@ -33,8 +21,7 @@ LOADER = textwrap.dedent(
     with torch.no_grad():
         result = model(torch.load(inputs))
     torch.save({"class": result.class_queries_logits, "masks": result.masks_queries_logits, "model_type": config.model_type}, outputs)
-    """
-)
+"""
 
 
 def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path):
@@ -48,18 +35,7 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
 
     pixel_values = tester.prepare_pixel_values()
     torch.save(pixel_values, tmp_path / "inputs.pt")
-    script = tmp_path / "load.py"
-    script.write_text(LOADER)
-    env = {"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_as_hub_user(LOADER, tmp_path, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "outputs.pt"))
 
     remote = torch.load(tmp_path / "outputs.pt")
     with torch.no_grad():
