@@ -23,7 +23,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,16 +31,14 @@ import torch
 from common import (
     DEFAULT_MODELS,
     build_video_model,
-    checkout_package,
     describe,
     environment,
     parse_size,
     peak_rss_mib,
-    run_in_subprocess,
+    run_configurations,
     synthetic_frames,
     timed,
     video_config,
-    wait_for_idle,
     write_report,
 )
 
@@ -272,17 +269,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = {"environment": environment(args.threads), "settings": vars(args), "results": []}
     print(describe(report["environment"]), flush=True)
-    with tempfile.TemporaryDirectory() as directory:
-        baseline_root = checkout_package(args.baseline_rev, directory) if args.baseline_rev else None
-        for spec in plan(args):
-            sources = [("current", None)]
-            if baseline_root is not None and spec["kind"] == "video":
-                sources.append(("baseline", baseline_root))
-            for source, root in sources:
-                waited = wait_for_idle(args.wait_idle) if args.wait_idle else 0.0
-                result = run_in_subprocess(__file__, spec, root) | {"source": source, "waited_for_idle": waited}
-                report["results"].append(result)
-                print(summary_rows([result])[1], flush=True)
+    report["results"] = run_configurations(
+        __file__,
+        plan(args),
+        lambda result: summary_rows([result])[1],
+        args.baseline_rev,
+        args.wait_idle,
+        has_baseline=lambda spec: spec["kind"] == "video",
+    )
     print("\n" + "\n".join(summary_rows(report["results"])))
     write_report(args.output, report)
     return report

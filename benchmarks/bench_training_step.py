@@ -11,7 +11,6 @@ CPU time other processes used meanwhile ("others").
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,15 +18,13 @@ import torch
 from common import (
     DEFAULT_MODELS,
     build_video_model,
-    checkout_package,
     describe,
     environment,
     parse_size,
     peak_rss_mib,
-    run_in_subprocess,
+    run_configurations,
     timed,
     video_config,
-    wait_for_idle,
     write_report,
 )
 
@@ -133,16 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"environment": environment(args.threads), "settings": vars(args), "results": []}
     print(describe(report["environment"]), flush=True)
     keys = ("threads", "frames", "batch_size", "frame_size", "repeats")
-    with tempfile.TemporaryDirectory() as directory:
-        baseline_root = checkout_package(args.baseline_rev, directory) if args.baseline_rev else None
-        for model in args.models:
-            spec = {"model": model} | {key: getattr(args, key) for key in keys}
-            sources = [("current", None)] + ([("baseline", baseline_root)] if baseline_root else [])
-            for source, root in sources:
-                waited = wait_for_idle(args.wait_idle) if args.wait_idle else 0.0
-                result = run_in_subprocess(__file__, spec, root) | {"source": source, "waited_for_idle": waited}
-                report["results"].append(result)
-                print(summary_rows([result])[1], flush=True)
+    specs = [{"model": model} | {key: getattr(args, key) for key in keys} for model in args.models]
+    report["results"] = run_configurations(
+        __file__, specs, lambda result: summary_rows([result])[1], args.baseline_rev, args.wait_idle
+    )
     print("\n" + "\n".join(summary_rows(report["results"])))
     write_report(args.output, report)
     return report

@@ -6,7 +6,9 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +80,42 @@ def video_config(name: str):
     return config_from_detectron2(load_detectron2_config(PRESETS[name].config_path if name in PRESETS else name))
 
 
+def small_resnet_config(num_labels: int, shortest_edge: int, train_num_points: int):
+    """
+    A 0.4M-parameter `VideoMask2FormerConfig` for training on CPU: a ResNet of 4 bottleneck stages (1 block each), a
+    64-d decoder of 4 layers with 12 queries, and test sizes `shortest_edge` to twice that.
+    """
+    from transformers import ResNetConfig
+
+    from modeling_video_mask2former import VideoMask2FormerConfig
+
+    backbone = ResNetConfig(
+        embedding_size=16,
+        hidden_sizes=[32, 64, 128, 128],
+        depths=[1, 1, 1, 1],
+        layer_type="bottleneck",
+        downsample_in_first_stage=False,
+        downsample_in_bottleneck=False,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    return VideoMask2FormerConfig(
+        backbone_config=backbone,
+        feature_size=64,
+        mask_feature_size=64,
+        hidden_dim=64,
+        num_attention_heads=4,
+        dim_feedforward=128,
+        encoder_layers=2,
+        encoder_feedforward_dim=128,
+        decoder_layers=4,
+        num_queries=12,
+        num_labels=num_labels,
+        train_num_points=train_num_points,
+        test_min_size=shortest_edge,
+        test_max_size=2 * shortest_edge,
+    )
+
+
 def build_video_model(config):
     """A randomly initialised video model (seed 0), in eval mode."""
     from modeling_video_mask2former import VideoMask2FormerForVideoInstanceSegmentation
@@ -129,6 +167,34 @@ def run_in_subprocess(script: str, spec: dict, package_root: str | None = None) 
     if completed.returncode != 0:
         raise RuntimeError(f"configuration {spec} failed:\n{completed.stderr[-3000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_configurations(
+    script: str,
+    specs: list[dict],
+    row: Callable[[dict], str],
+    baseline_rev: str | None = None,
+    wait_idle: float = 0.0,
+    has_baseline: Callable[[dict], bool] = lambda spec: True,
+) -> list[dict]:
+    """
+    Runs each spec through `script --child` in a fresh process (see `run_in_subprocess`), and, where `has_baseline(spec)`
+    and `baseline_rev` is given, right after it with the package as of that git revision (`source` "baseline").
+    Prints `row(result)` as each finishes and returns the results in order.
+    """
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        baseline_root = checkout_package(baseline_rev, directory) if baseline_rev else None
+        for spec in specs:
+            sources = [("current", None)]
+            if baseline_root is not None and has_baseline(spec):
+                sources.append(("baseline", baseline_root))
+            for source, root in sources:
+                waited = wait_for_idle(wait_idle) if wait_idle else 0.0
+                result = run_in_subprocess(script, spec, root) | {"source": source, "waited_for_idle": waited}
+                results.append(result)
+                print(row(result), flush=True)
+    return results
 
 
 def checkout_package(revision: str, directory: str) -> str:

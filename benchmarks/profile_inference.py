@@ -13,17 +13,15 @@ after can be compared.
 
 import argparse
 import json
-import tempfile
 import time
 
 import torch
 from common import (
     build_video_model,
-    checkout_package,
     describe,
     environment,
     parse_size,
-    run_in_subprocess,
+    run_configurations,
     synthetic_frames,
     video_config,
     write_report,
@@ -147,14 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     spec = {key: getattr(args, key) for key in ("model", "frames", "frame_size", "threads", "top")}
     report = {"environment": environment(args.threads), "settings": vars(args), "results": []}
     print(describe(report["environment"]), flush=True)
-    with tempfile.TemporaryDirectory() as directory:
-        sources = [("current", None)]
-        if args.baseline_rev:
-            sources.insert(0, (f"baseline {args.baseline_rev}", checkout_package(args.baseline_rev, directory)))
-        for source, root in sources:
-            result = run_in_subprocess(__file__, spec, root) | {"source": source}
-            report["results"].append(result)
-            print("\n".join(table(result)), flush=True)
+    report["results"] = run_configurations(__file__, [spec], lambda result: "\n".join(table(result)), args.baseline_rev)
     write_report(args.output, report)
     return report
 

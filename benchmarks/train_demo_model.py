@@ -4,9 +4,9 @@
     python benchmarks/train_demo_model.py --steps 20 --output-dir /tmp/demo_model   # a quick check of the recipe
 
 The recipe: synthetic YouTube-VIS videos of coloured shapes (`generate_synthetic_ytvis`, training seed
-`TRAIN_SEED`), a small randomly initialised ResNet model (`demo_config`), trained by the `train` command with the
-original recipe (AdamW, backbone lr x0.1, lr x0.1 at 2/3 of the steps, gradient clipping 0.01) except for a higher
-learning rate, as nothing is pre-trained. The trained model is evaluated with the official YouTube-VIS AP on held-out
+`TRAIN_SEED`), a small randomly initialised ResNet model (`common.small_resnet_config`), trained by the `train`
+command with the original recipe (AdamW, backbone lr x0.1, lr x0.1 at 2/3 of the steps, gradient clipping 0.01)
+except for a higher learning rate, as nothing is pre-trained. The trained model is evaluated with the official YouTube-VIS AP on held-out
 synthetic videos (seed `EVAL_SEED`) and on the demo's own videos (seed `demo.DEMO_SEED`); both numbers go into the
 model card (`README.md`) written next to the weights, with this recipe.
 """
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import ResNetConfig
 
+from common import small_resnet_config
 from modeling_video_mask2former import VideoMask2FormerConfig
 from modeling_video_mask2former.data import generate_synthetic_ytvis
 from modeling_video_mask2former.demo import DEMO_MODEL_DIR, DEMO_SEED, NUM_DEMO_VIDEOS, run_synthetic_demo
@@ -31,35 +31,6 @@ from modeling_video_mask2former.training import command
 TRAIN_SEED = 0
 EVAL_SEED = 1
 DEMO_FILES = ("config.json", "model.safetensors", "video_preprocessor_config.json")
-
-
-def demo_config(num_labels: int, shortest_edge: int) -> VideoMask2FormerConfig:
-    """A 0.4M-parameter model: ResNet of 4 bottleneck stages (1 block each), 64-d decoder of 4 layers, 12 queries."""
-    backbone = ResNetConfig(
-        embedding_size=16,
-        hidden_sizes=[32, 64, 128, 128],
-        depths=[1, 1, 1, 1],
-        layer_type="bottleneck",
-        downsample_in_first_stage=False,
-        downsample_in_bottleneck=False,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    return VideoMask2FormerConfig(
-        backbone_config=backbone,
-        feature_size=64,
-        mask_feature_size=64,
-        hidden_dim=64,
-        num_attention_heads=4,
-        dim_feedforward=128,
-        encoder_layers=2,
-        encoder_feedforward_dim=128,
-        decoder_layers=4,
-        num_queries=12,
-        num_labels=num_labels,
-        train_num_points=1024,
-        test_min_size=shortest_edge,
-        test_max_size=2 * shortest_edge,
-    )
 
 
 def main() -> None:
@@ -80,7 +51,7 @@ def main() -> None:
         train_json = generate_synthetic_ytvis(root / "train", args.train_videos, seed=TRAIN_SEED)
         eval_json = generate_synthetic_ytvis(root / "valid", args.eval_videos, seed=EVAL_SEED, split="valid")
         names = [category["name"] for category in json.loads(train_json.read_text())["categories"]]
-        demo_config(len(names), args.size).to_json_file(root / "config.json")
+        small_resnet_config(len(names), args.size, train_num_points=1024).to_json_file(root / "config.json")
         min_sizes = [args.size - 16, args.size, args.size + 16]
 
         train_arguments = [

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import ResNetConfig, TrainerCallback
+from transformers import TrainerCallback
 
-from modeling_video_mask2former import VideoMask2FormerConfig, VideoMask2FormerForVideoInstanceSegmentation
+from common import small_resnet_config
+from modeling_video_mask2former import VideoMask2FormerForVideoInstanceSegmentation
 from modeling_video_mask2former.data import generate_synthetic_ytvis, load_youtubevis
 from modeling_video_mask2former.training import (
     VideoMask2FormerDataCollator,
@@ -45,35 +46,6 @@ class TimeBudget(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if time.perf_counter() > self.deadline:
             control.should_training_stop = True
-
-
-def small_config(num_labels: int, shortest_edge: int) -> VideoMask2FormerConfig:
-    """A ResNet bottleneck backbone of 4 stages (1 block each), 64-d decoder with 3 layers and 12 queries."""
-    backbone = ResNetConfig(
-        embedding_size=16,
-        hidden_sizes=[32, 64, 128, 128],
-        depths=[1, 1, 1, 1],
-        layer_type="bottleneck",
-        downsample_in_first_stage=False,
-        downsample_in_bottleneck=False,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    return VideoMask2FormerConfig(
-        backbone_config=backbone,
-        feature_size=64,
-        mask_feature_size=64,
-        hidden_dim=64,
-        num_attention_heads=4,
-        dim_feedforward=128,
-        encoder_layers=2,
-        encoder_feedforward_dim=128,
-        decoder_layers=4,
-        num_queries=12,
-        num_labels=num_labels,
-        train_num_points=512,
-        test_min_size=shortest_edge,
-        test_max_size=2 * shortest_edge,
-    )
 
 
 def main() -> None:
@@ -104,7 +76,9 @@ def main() -> None:
         processor = VideoMask2FormerVideoProcessor(size={"shortest_edge": args.size, "longest_edge": 2 * args.size})
 
         torch.manual_seed(args.seed)
-        model = VideoMask2FormerForVideoInstanceSegmentation(small_config(len(names), args.size))
+        model = VideoMask2FormerForVideoInstanceSegmentation(
+            small_resnet_config(len(names), args.size, train_num_points=512)
+        )
         training_args = default_training_arguments(
             str(root / "output"),
             max_steps=args.steps,
@@ -119,9 +93,7 @@ def main() -> None:
         trainer = VideoMask2FormerTrainer(
             model=model,
             args=training_args,
-            train_dataset=YouTubeVISClipDataset(
-                videos, min_sizes=(args.size,), max_size=2 * args.size, seed=args.seed
-            ),
+            train_dataset=YouTubeVISClipDataset(videos, min_sizes=(args.size,), max_size=2 * args.size, seed=args.seed),
             eval_dataset=YouTubeVISVideoDataset(load_youtubevis(eval_json, root / "valid" / "JPEGImages")),
             data_collator=VideoMask2FormerDataCollator(processor),
             video_evaluator=YouTubeVISEvaluator(eval_json, processor),
