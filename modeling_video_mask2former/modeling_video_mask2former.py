@@ -452,16 +452,6 @@ def _empty_for_frames(tensor: Tensor, num_frames: int) -> Tensor:
     )
 
 
-def _map_tensors(function, value, *arguments):
-    """`function(tensor, *arguments)` on a tensor, or on each tensor of a tuple, with the tuple's structure kept."""
-    if isinstance(value, tuple):
-        return tuple(
-            function(tensor, *(argument[index] if isinstance(argument, tuple) else argument for argument in arguments))
-            for index, tensor in enumerate(value)
-        )
-    return function(value, *arguments)
-
-
 def _freeze_batch_norms(module: nn.Module) -> None:
     """Make every batch norm of `module` a constant affine map (detectron2's `FrozenBN`)."""
     for submodule in module.modules():
@@ -502,7 +492,7 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
         """
         on_cpu = frames.device.type == "cpu"
         chunk_size = self.pixel_level_chunk_size or (1 if on_cpu else len(frames))
-        outputs = None
+        buffers = None  # per output field, its tensors for all frames
         for start in range(0, len(frames), chunk_size):
             chunk = frames[start : start + chunk_size]
             if on_cpu:
@@ -510,18 +500,20 @@ class VideoMask2FormerModel(VideoMask2FormerPreTrainedModel, Mask2FormerModel):
             chunk_outputs = self.pixel_level_module(chunk, output_hidden_states)
             if len(chunk) == len(frames):
                 return chunk_outputs
-            if outputs is None:
-                outputs = Mask2FormerPixelLevelModuleOutput(
-                    **{
-                        name: _map_tensors(_empty_for_frames, value, len(frames))
-                        for name, value in chunk_outputs.items()
-                    }
-                )
-            for name, value in chunk_outputs.items():
-                _map_tensors(
-                    lambda target, source: target[start : start + len(chunk)].copy_(source), outputs[name], value
-                )
-        return outputs
+            fields = {name: value if isinstance(value, tuple) else (value,) for name, value in chunk_outputs.items()}
+            if buffers is None:
+                buffers = {
+                    name: [_empty_for_frames(t, len(frames)) for t in tensors] for name, tensors in fields.items()
+                }
+            for name, tensors in fields.items():
+                for buffer, tensor in zip(buffers[name], tensors, strict=True):
+                    buffer[start : start + len(chunk)] = tensor
+        return Mask2FormerPixelLevelModuleOutput(
+            **{
+                name: tuple(tensors) if isinstance(chunk_outputs[name], tuple) else tensors[0]
+                for name, tensors in buffers.items()
+            }
+        )
 
     def forward(
         self,
